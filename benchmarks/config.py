@@ -1,0 +1,71 @@
+"""The evaluation config: one flat, frozen dataclass; the CLI flags are built from its fields.
+
+Options flow CLI -> EvalConfig -> runner with nothing in between. Each field's ``help``
+metadata is its flag's help text; ``flag`` metadata overrides the flag name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+
+
+def _f(default, help: str, **meta):
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    task: str = _f("beir", "what to evaluate: beir | mteb | longdoc | code | all")
+    datasets: str = _f("scifact", "comma-separated dataset names or BEIR-format folders")
+    data_dir: str | None = _f(None, "folder holding BEIR datasets by name (else $RETRIEVAL_DATA_DIR, the cache, or BEIR's URL)")
+    split: str = _f("test", "qrels split to evaluate")
+    models: str = _f("bm25,minilm", "comma-separated: bm25, an alias (minilm), a local folder or a Hugging Face hub id")
+    encoder: str = _f("dpr", "how a neural model retrieves: dpr (single vector)")
+    pooling: str | None = _f(None, "mean | cls | max for plain Hugging Face encoders (sentence-transformers folders keep their own unless set)")
+    similarity: str = _f("cos", "cos (normalised inner product) | dot")
+    query_prefix: str = _f("", "text prepended to every query (e.g. 'search_query: ')")
+    doc_prefix: str = _f("", "text prepended to every document (e.g. 'search_document: ')")
+    max_length: int | None = _f(None, "max tokens per text (default: the model's own max_seq_length)")
+    batch_size: int = _f(64, "texts per encoding batch")
+    device: str | None = _f(None, "torch device (default: cuda if available, else cpu)")
+    dtype: str = _f("fp32", "fp32 | bf16 | fp16 for encoding (fp32 reproduces published numbers)")
+    index: str = _f("flat", "flat | hnsw | ivfpq | any FAISS factory string")
+    top_k: int = _f(1000, "hits kept per query (recall@1000 needs 1000)")
+    ignore_identical_ids: bool = _f(False, "drop hits whose id equals the query id for every dataset (ArguAna and Quora get it automatically)")
+    output: str = _f("results", "folder for result JSONs, run files and the leaderboard")
+    cache_dir: str | None = _f(None, "embedding/index cache (default: $RETRIEVAL_CACHE or ~/.cache/modernretrieval)")
+    no_cache: bool = _f(False, "recompute everything: ignore cached results, embeddings and indexes")
+    save_run: bool = _f(False, "also write a TREC run file per result")
+    trust_remote_code: bool = _f(False, "allow model code from the checkpoint (and non-safetensors weights)")
+    leaderboard: str | None = _f(None, "only re-render the leaderboard from saved results in this folder")
+
+
+def _flag_type(tp):
+    """The argparse type for a field annotation like ``int | None``."""
+    if isinstance(tp, str):
+        tp = eval(tp, {"types": types})  # annotations are strings under `from __future__ import annotations`
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if args else tp
+
+
+def add_flags(parser: argparse.ArgumentParser, cls=EvalConfig) -> None:
+    """One ``--flag-name`` per dataclass field; bools become store_true switches."""
+    for f in dataclasses.fields(cls):
+        name = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+        tp = _flag_type(f.type)
+        if tp is bool:
+            parser.add_argument(name, dest=f.name, action="store_true", default=f.default, help=f.metadata["help"])
+        else:
+            parser.add_argument(name, dest=f.name, type=tp, default=f.default, help=f.metadata["help"] + f" (default: {f.default})")
+
+
+def from_args(ns: argparse.Namespace, cls=EvalConfig):
+    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+
+
+def split_list(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]

@@ -1,0 +1,211 @@
+"""Load and validate BEIR-format datasets.
+
+A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
+(``_id``, ``text``) and ``qrels/<split>.tsv`` (header ``query-id  corpus-id  score``).
+The three return types are the BEIR dicts every IR tool reads:
+
+    corpus:  dict[doc_id, {"title": str, "text": str}]
+    queries: dict[query_id, str]
+    qrels:   dict[query_id, dict[doc_id, int]]
+
+Every malformed input raises :class:`DataError` naming the file, the line and the field,
+before anything is written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+Corpus = dict[str, dict[str, str]]
+Queries = dict[str, str]
+Qrels = dict[str, dict[str, int]]
+
+
+class DataError(ValueError):
+    """A dataset file is malformed. The message names the file, line and field."""
+
+    def __init__(self, path: Path | str, line: int | None, field: str | None, problem: str):
+        self.path, self.line, self.field = str(path), line, field
+        where = f"{path}" + (f", line {line}" if line is not None else "")
+        what = f" field '{field}'" if field else ""
+        super().__init__(f"{where}:{what} {problem}")
+
+
+@dataclass(frozen=True)
+class BeirDataset:
+    """One split of a BEIR dataset, loaded and validated."""
+
+    name: str
+    path: Path
+    split: str
+    corpus: Corpus
+    queries: Queries  # only the queries that have qrels in this split
+    qrels: Qrels
+    checksum: str  # sha256 over corpus, queries and this split's qrels files
+    corpus_checksum: str  # sha256 of corpus.jsonl alone (keys the corpus embedding cache)
+    unknown_qrels_docs: int  # qrels rows whose doc id is not in the corpus
+
+
+def _read_lines(path: Path):
+    """Yield (line_number, text) for each non-blank line; reject non-UTF-8 bytes."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, lineno, None, f"is not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+            if line.strip():
+                yield lineno, line
+
+
+def _read_jsonl(path: Path, required: tuple[str, ...]) -> dict[str, dict]:
+    """Read a JSONL file of records keyed by ``_id``; every record needs ``required`` string fields."""
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
+    records: dict[str, dict] = {}
+    first_line: dict[str, int] = {}
+    for lineno, line in _read_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, lineno, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
+        for field in ("_id", *required):
+            if field not in obj:
+                raise DataError(path, lineno, field, "is missing")
+            if field == "_id" and isinstance(obj[field], int):
+                obj[field] = str(obj[field])  # some BEIR dumps store numeric ids
+            if not isinstance(obj[field], str):
+                raise DataError(path, lineno, field, f"must be a string, got {type(obj[field]).__name__}")
+        _id = obj["_id"]
+        if _id == "":
+            raise DataError(path, lineno, "_id", "is empty")
+        if _id in records:
+            raise DataError(path, lineno, "_id", f"duplicate id {_id!r} (first seen on line {first_line[_id]})")
+        records[_id] = obj
+        first_line[_id] = lineno
+    if not records:
+        raise DataError(path, None, None, "is empty: no records")
+    return records
+
+
+def load_corpus(path: Path) -> Corpus:
+    """``corpus.jsonl`` -> ``{doc_id: {"title", "text"}}``. ``title`` may be absent (read as "")."""
+    records = _read_jsonl(Path(path), required=("text",))
+    corpus: Corpus = {}
+    for _id, obj in records.items():
+        title = obj.get("title") or ""
+        if not isinstance(title, str):
+            raise DataError(path, None, "title", f"of document {_id!r} must be a string")
+        corpus[_id] = {"title": title, "text": obj["text"]}
+    return corpus
+
+
+def load_queries(path: Path) -> Queries:
+    """``queries.jsonl`` -> ``{query_id: text}``."""
+    return {_id: obj["text"] for _id, obj in _read_jsonl(Path(path), required=("text",)).items()}
+
+
+QRELS_HEADER = ("query-id", "corpus-id", "score")
+
+
+def load_qrels(path: Path) -> Qrels:
+    """``qrels/<split>.tsv`` (header ``query-id corpus-id score``) -> ``{qid: {doc_id: score}}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
+    qrels: Qrels = {}
+    lines = _read_lines(path)
+    try:
+        lineno, header = next(lines)
+    except StopIteration:
+        raise DataError(path, None, None, "is empty: no header and no rows") from None
+    cols = tuple(c.strip() for c in header.rstrip("\r\n").split("\t"))
+    if cols != QRELS_HEADER:
+        raise DataError(path, lineno, "header", f"expected columns {list(QRELS_HEADER)} separated by tabs, got {list(cols)}")
+    for lineno, line in lines:
+        parts = line.rstrip("\r\n").split("\t")
+        if len(parts) != 3:
+            raise DataError(path, lineno, None, f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(parts)}")
+        qid, did, score = (p.strip() for p in parts)
+        for field, value in (("query-id", qid), ("corpus-id", did)):
+            if not value:
+                raise DataError(path, lineno, field, "is empty")
+        try:
+            rel = int(float(score))
+        except ValueError:
+            raise DataError(path, lineno, "score", f"must be an integer, got {score!r}") from None
+        qrels.setdefault(qid, {})[did] = rel
+    if not qrels:
+        raise DataError(path, None, None, "has a header but no rows")
+    return qrels
+
+
+def file_sha256(path: Path, *, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dataset_files(folder: Path, split: str) -> tuple[Path, Path, Path]:
+    folder = Path(folder)
+    return folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv"
+
+
+def dataset_checksum(folder: Path, split: str) -> str:
+    """sha256 over the sha256 of the three files a split reads (names included)."""
+    h = hashlib.sha256()
+    for p in dataset_files(folder, split):
+        if not p.is_file():
+            raise DataError(p, None, None, "file not found")
+        h.update(f"{p.name}:{file_sha256(p)}\n".encode())
+    return h.hexdigest()
+
+
+def load_beir(folder: Path, split: str = "test", *, name: str | None = None) -> BeirDataset:
+    """Load one split of a BEIR folder and validate it.
+
+    Queries are restricted to those with qrels in ``split`` (BEIR and MTEB do the same).
+    Qrels that point at documents missing from the corpus are kept (they count as
+    unretrievable relevant documents, as in BEIR) and reported in one counted warning.
+    """
+    folder = Path(folder)
+    corpus_path, queries_path, qrels_path = dataset_files(folder, split)
+    if not qrels_path.is_file():
+        available = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        raise DataError(qrels_path, None, None, f"split {split!r} not found; available splits: {available}")
+    corpus = load_corpus(corpus_path)
+    queries = load_queries(queries_path)
+    qrels = load_qrels(qrels_path)
+    missing_q = [q for q in qrels if q not in queries]
+    if missing_q:
+        log.warning("%s: %d qrels query ids have no query text (e.g. %r); they are dropped", qrels_path, len(missing_q), missing_q[0])
+        qrels = {q: d for q, d in qrels.items() if q in queries}
+    unknown = sum(1 for docs in qrels.values() for d in docs if d not in corpus)
+    if unknown:
+        log.warning("%s: %d qrels rows point at documents not in %s", qrels_path, unknown, corpus_path)
+    return BeirDataset(
+        name=name or folder.name,
+        path=folder,
+        split=split,
+        corpus=corpus,
+        queries={q: queries[q] for q in qrels},
+        qrels=qrels,
+        checksum=dataset_checksum(folder, split),
+        corpus_checksum=file_sha256(corpus_path),
+        unknown_qrels_docs=unknown,
+    )
+
+
+def doc_text(doc: dict[str, str], sep: str = " ") -> str:
+    """The text a model sees for a document: ``title + sep + text``, stripped (as BEIR and MTEB do)."""
+    return (doc.get("title", "") + sep + doc["text"]).strip()

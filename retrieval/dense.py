@@ -1,0 +1,108 @@
+"""Single-vector (DPR) retrieval through FAISS: build an index from a spec, search, make a run.
+
+An index spec is either an alias or any FAISS factory string (the whole configuration):
+
+    flat   -> "Flat"                      exact inner product (the default)
+    hnsw   -> "HNSW32"                    graph search, efSearch=128
+    ivfpq  -> "IVF{nlist},PQ{m}x8"        nlist = 4*sqrt(N) (at least 1), m = dim/4 (a divisor of dim)
+
+Vectors are compared by inner product (embed normalised vectors for cosine).
+Free functions over numpy, returning ``(D, I)`` like faiss itself.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from retrieval.store import _atomic_write
+
+ALIASES = ("flat", "hnsw", "ivfpq")
+
+
+def factory_string(spec: str, n: int, dim: int) -> str:
+    """Turn ``flat|hnsw|ivfpq|<factory>`` into a FAISS factory string for ``n`` vectors of ``dim``."""
+    if spec == "flat":
+        return "Flat"
+    if spec == "hnsw":
+        return "HNSW32"
+    if spec == "ivfpq":
+        nlist = max(1, int(4 * math.sqrt(n)))
+        nlist = min(nlist, max(1, n // 39))  # FAISS wants >= 39 training points per centroid
+        m = next(m for m in (dim // 4, dim // 8, dim // 16, dim // 2, dim) if m > 0 and dim % m == 0)
+        return f"IVF{nlist},PQ{m}x8"
+    return spec
+
+
+def build_index(emb: np.ndarray, spec: str = "flat", *, seed: int = 0) -> faiss.Index:
+    """Index ``emb`` ``(N, dim)`` float32 under inner product."""
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    n, dim = emb.shape
+    index = faiss.index_factory(dim, factory_string(spec, n, dim), faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.cp.seed = seed
+        index.train(emb)
+    index.add(emb)
+    set_search_params(index)
+    return index
+
+
+def set_search_params(index: faiss.Index, *, nprobe: int | None = None, ef_search: int = 128) -> None:
+    """Sensible search-time defaults: HNSW efSearch=128; IVF nprobe = nlist/8 (at least 8)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = nprobe or min(ivf.nlist, max(8, ivf.nlist // 8))
+    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+    if hnsw is not None:
+        hnsw.efSearch = ef_search
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int, *, batch_size: int = 256, desc: str = "search") -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` inner products for ``queries`` ``(Q, dim)`` -> ``D, I`` each ``(Q, k)``; missing hits are ``I == -1``."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, index.ntotal)
+    D = np.empty((len(queries), k), dtype=np.float32)
+    I = np.empty((len(queries), k), dtype=np.int64)
+    for lo in tqdm(range(0, len(queries), batch_size), desc=desc, unit="batch"):
+        D[lo : lo + batch_size], I[lo : lo + batch_size] = index.search(queries[lo : lo + batch_size], k)
+    return D, I
+
+
+def to_run(D: np.ndarray, I: np.ndarray, query_ids: list[str], doc_ids: list[str], *, ignore_identical_ids: bool = False, k: int | None = None) -> dict[str, dict[str, float]]:
+    """``(D, I)`` -> BEIR run ``{qid: {doc_id: score}}``, at most ``k`` hits per query.
+
+    ``ignore_identical_ids`` drops a hit whose id equals the query id (ArguAna, Quora: the
+    query is itself in the corpus). Search one extra hit when using it.
+    """
+    k = k or I.shape[1]
+    run: dict[str, dict[str, float]] = {}
+    for qi, qid in enumerate(query_ids):
+        hits: dict[str, float] = {}
+        for score, di in zip(D[qi], I[qi]):
+            if di < 0:
+                continue
+            did = doc_ids[di]
+            if ignore_identical_ids and did == qid:
+                continue
+            hits[did] = float(score)
+            if len(hits) == k:
+                break
+        run[qid] = hits
+    return run
+
+
+def save_index(index: faiss.Index, path: Path) -> None:
+    buf = faiss.serialize_index(index)
+    _atomic_write(Path(path), lambda f: f.write(buf.tobytes()))
+
+
+def load_index(path: Path) -> faiss.Index:
+    index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
+    set_search_params(index)
+    return index

@@ -1,0 +1,117 @@
+"""Atomic files and a resumable, sharded on-disk embedding store.
+
+Every file is written to a temporary name in the same folder, flushed, fsynced and renamed
+over its final name, so a killed process leaves either the old file or the new one, never
+half of one. An :class:`EmbeddingStore` writes one ``.npy`` shard per block of items; a
+restarted job loads the finished shards and encodes only the missing ones. ``meta.json``
+is written last and marks the store complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+
+def _atomic_write(path: Path, write: Callable[[object], None], mode: str = "wb") -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+
+
+def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
+    _atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete ``.*.tmp`` leftovers of killed writers in ``folder``; returns how many."""
+    n = 0
+    for p in Path(folder).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def cache_key(**fields) -> str:
+    """A short stable hash of the fields that determine a cached artefact."""
+    blob = json.dumps(fields, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+class EmbeddingStore:
+    """Embeddings of an ordered list of ids, in shards of ``shard_size`` rows.
+
+    Layout: ``ids.json`` (the order), ``shard-00000.npy`` … (rows ``[i*S, (i+1)*S)``,
+    shape ``(<=S, dim)``), ``meta.json`` (written last: ``{"n", "dim", "dtype", "complete"}``).
+    """
+
+    def __init__(self, folder: Path, *, shard_size: int = 4096, dtype: str = "float32"):
+        self.folder = Path(folder)
+        self.shard_size = shard_size
+        self.dtype = np.dtype(dtype)
+
+    def shard_path(self, i: int) -> Path:
+        return self.folder / f"shard-{i:05d}.npy"
+
+    @property
+    def complete(self) -> bool:
+        meta = self.folder / "meta.json"
+        return meta.is_file() and json.loads(meta.read_text()).get("complete", False)
+
+    def missing_shards(self, n: int) -> list[int]:
+        return [i for i in range((n + self.shard_size - 1) // self.shard_size) if not self.shard_path(i).is_file()]
+
+    def build(self, ids: Sequence[str], texts: Sequence[str], encode: Callable[[list[str]], np.ndarray], *, desc: str = "encode") -> np.ndarray:
+        """Encode what is missing, shard by shard, and return all rows ``(len(ids), dim)`` in ``ids`` order."""
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.folder)
+        ids_path = self.folder / "ids.json"
+        if ids_path.is_file() and json.loads(ids_path.read_text()) != list(ids):
+            raise RuntimeError(f"{ids_path}: cached ids differ from this corpus; delete {self.folder} or use --no-cache")
+        if not ids_path.is_file():
+            atomic_write_json(ids_path, list(ids))
+        todo = self.missing_shards(len(ids))
+        self.encoded_shards = len(todo)  # how many shards this call had to encode (0 on a full cache hit)
+        bar = tqdm(total=sum(min(self.shard_size, len(ids) - i * self.shard_size) for i in todo), desc=desc, unit="text", disable=not todo)
+        for i in todo:
+            lo, hi = i * self.shard_size, min((i + 1) * self.shard_size, len(ids))
+            emb = np.asarray(encode(list(texts[lo:hi])))
+            if emb.shape[0] != hi - lo:
+                raise RuntimeError(f"encoder returned {emb.shape[0]} rows for {hi - lo} texts")
+            atomic_save_npy(self.shard_path(i), emb.astype(self.dtype, copy=False))
+            bar.update(hi - lo)
+        bar.close()
+        out = self.load(len(ids))
+        atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": int(out.shape[1]), "dtype": str(self.dtype), "complete": True})
+        return out
+
+    def load(self, n: int) -> np.ndarray:
+        shards = [np.load(self.shard_path(i)) for i in range((n + self.shard_size - 1) // self.shard_size)]
+        return np.concatenate(shards, axis=0) if shards else np.zeros((0, 0), dtype=self.dtype)
