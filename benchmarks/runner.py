@@ -73,6 +73,16 @@ def load_dense_model(spec: str, cfg: EvalConfig) -> LoadedModel:
     return LoadedModel(src.name + variant_suffix(cfg), enc, identity, prov)
 
 
+def _load_model(spec: str, cfg: EvalConfig) -> LoadedModel:
+    if cfg.encoder == "dpr":
+        return load_dense_model(spec, cfg)
+    if cfg.encoder == "colbert":
+        from benchmarks.colbert_eval import load_colbert_model
+
+        return load_colbert_model(spec, cfg)
+    raise ValueError(f"unknown encoder {cfg.encoder!r}; available: dpr, colbert")
+
+
 def _cache_root(cfg: EvalConfig) -> Path:
     return Path(cfg.cache_dir) if cfg.cache_dir else ds_registry.cache_dir()
 
@@ -163,7 +173,7 @@ def run_beir(cfg: EvalConfig) -> list[Result]:
                 mprov = {"model_spec": "bm25", **identity}
             else:
                 if mspec not in models:
-                    models[mspec] = load_dense_model(mspec, cfg)
+                    models[mspec] = _load_model(mspec, cfg)
                 m = models[mspec]
                 name, encoder, identity, mprov = m.name, cfg.encoder, m.identity, m.provenance
             key = result_config_key(ds, identity, encoder, cfg, ignore_ids)
@@ -180,6 +190,10 @@ def run_beir(cfg: EvalConfig) -> list[Result]:
                 t = time.perf_counter()
                 run_ = bm25_search(ds.corpus, ds.queries, min(cfg.top_k, len(ds.corpus)), ignore_identical_ids=ignore_ids)
                 timings, extra = {"search_s": time.perf_counter() - t}, {}
+            elif cfg.encoder == "colbert":
+                from benchmarks.colbert_eval import evaluate_colbert
+
+                run_, timings, extra = evaluate_colbert(ds, models[mspec], cfg, ignore_ids)
             else:
                 run_, timings, extra = evaluate_dense(ds, models[mspec], cfg, ignore_ids)
             t = time.perf_counter()
