@@ -1,0 +1,361 @@
+"""ModernBERT encoder that runs on packed (unpadded) tokens end to end.
+
+Warner et al., "Smarter, Better, Faster, Longer: A Modern Bidirectional Encoder for Fast,
+Memory Efficient, and Long Context Finetuning and Inference", arXiv 2412.13663 (2024).
+
+The architecture is transformers' `ModernBertModel` (same parameter names, same state dict, same
+config.json), but padding is removed once, after the token ids are read, and every layer
+(embedding norm, Wqkv, RoPE, attention, Wo, GeGLU MLP, norms) runs on (total_nnz, H) packed tokens
+(paper section 2.1.3). Attention is variable-length (`encoders.attention`): global in every third
+layer, a 128-token sliding window (|i - j| <= 64) elsewhere.
+
+Shapes used throughout:
+    B, T       batch size and padded length (only at the padded entry point `forward`)
+    N          total_nnz, the number of real tokens in the batch
+    H          hidden size; nh heads of hd = H / nh; I intermediate size
+
+Example:
+    >>> cfg = ModernBertConfig.tiny()
+    >>> model = ModernBert(cfg).eval()
+    >>> ids = torch.randint(0, cfg.vocab_size, (2, 10)); mask = torch.ones(2, 10, dtype=torch.long)
+    >>> model(input_ids=ids, attention_mask=mask).last_hidden_state.shape
+    torch.Size([2, 10, 64])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers.modeling_outputs import BaseModelOutput
+
+from encoders.attention import select_backend, varlen_attention
+from encoders.padding import pad, position_ids_from_cu_seqlens, unpad
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class ModernBertConfig:
+    """The architecture; field names follow transformers' ModernBertConfig / config.json."""
+
+    vocab_size: int = 50368  # 50,280 BPE tokens padded to a multiple of 64 (paper 2.1.2)
+    hidden_size: int = 768
+    intermediate_size: int = 1152  # GeGLU: Wi projects to 2 * 1152, half of it is the gate
+    num_hidden_layers: int = 22
+    num_attention_heads: int = 12
+    hidden_activation: str = "gelu"  # "gelu" (erf) as in the released checkpoints; or "gelu_pytorch_tanh"
+    max_position_embeddings: int = 8192
+    norm_eps: float = 1e-5
+    norm_bias: bool = False
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    global_attn_every_n_layers: int = 3  # layers 0, 3, 6, ... are global, the rest local
+    local_attention: int = 128  # total window: a token sees 64 tokens each side (inclusive)
+    global_rope_theta: float = 160_000.0
+    local_rope_theta: float = 10_000.0
+    embedding_dropout: float = 0.0
+    attention_dropout: float = 0.0  # applied after Wo, as transformers does; probability dropout unsupported
+    mlp_dropout: float = 0.0
+    initializer_range: float = 0.02
+    pad_token_id: int = 50283
+    bos_token_id: int = 50281
+    eos_token_id: int = 50282
+    cls_token_id: int = 50281
+    sep_token_id: int = 50282
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def is_global(self, layer: int) -> bool:
+        return layer % self.global_attn_every_n_layers == 0
+
+    @classmethod
+    def base(cls) -> ModernBertConfig:
+        return cls()
+
+    @classmethod
+    def large(cls) -> ModernBertConfig:
+        return cls(hidden_size=1024, intermediate_size=2624, num_hidden_layers=28, num_attention_heads=16)
+
+    @classmethod
+    def tiny(cls, vocab_size: int = 512) -> ModernBertConfig:
+        """4 layers (global, local, local, global), H=64, 4 heads: unit tests in milliseconds.
+
+        Special ids follow `encoders.tiny_modernbert`'s tokenizer: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3.
+        """
+        return cls(
+            vocab_size=vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
+            num_attention_heads=4, pad_token_id=0, bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3,
+        )
+
+    # -- transformers interop: config.json uses transformers' names -------------------------------
+
+    def to_hf(self):
+        """The equivalent `transformers.ModernBertConfig`."""
+        from transformers import ModernBertConfig as HFConfig
+
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("global_rope_theta", "local_rope_theta", "global_attn_every_n_layers"):
+            kw.pop(name)
+        kw["layer_types"] = [
+            "full_attention" if self.is_global(i) else "sliding_attention" for i in range(self.num_hidden_layers)
+        ]
+        kw["rope_parameters"] = {
+            "full_attention": {"rope_type": "default", "rope_theta": self.global_rope_theta},
+            "sliding_attention": {"rope_type": "default", "rope_theta": self.local_rope_theta},
+        }
+        return HFConfig(**kw, global_attn_every_n_layers=self.global_attn_every_n_layers,
+                        architectures=["ModernBertModel"])
+
+    @classmethod
+    def from_hf(cls, hf) -> ModernBertConfig:
+        """From a `transformers.ModernBertConfig` (old or new config.json format)."""
+        n = hf.global_attn_every_n_layers
+        expected = ["full_attention" if i % n == 0 else "sliding_attention" for i in range(hf.num_hidden_layers)]
+        if list(hf.layer_types) != expected:
+            raise ValueError(f"layer_types {hf.layer_types} is not 'global every {n} layers'; unsupported")
+        rope = hf.rope_parameters
+        for kind in ("full_attention", "sliding_attention"):
+            if rope[kind].get("rope_type", "default") != "default":
+                raise ValueError(f"rope_type {rope[kind]['rope_type']!r} unsupported (only 'default')")
+        kw = {f.name: getattr(hf, f.name) for f in fields(cls) if hasattr(hf, f.name)}
+        kw["global_rope_theta"] = float(rope["full_attention"]["rope_theta"])
+        kw["local_rope_theta"] = float(rope["sliding_attention"]["rope_theta"])
+        kw["global_attn_every_n_layers"] = n
+        return cls(**kw)
+
+
+# ----------------------------------------------------------------------------- RoPE (pure functions)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary tables (Su et al., 2021) for the given positions, in float32.
+
+    Args:
+        positions: (N,) integer position of each token within its sequence.
+    Returns:
+        cos, sin: (N, hd), frequencies theta^(-2i/hd) repeated for both halves (the
+        `rotate_half` layout of transformers / GPT-NeoX).
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    freqs = positions.to(torch.float32)[:, None] * inv_freq[None, :]  # (N, hd/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (N, hd)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (N, nh, hd) by position; computed in float32, returned in x's dtype."""
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)  # rotate_half
+    return (xf * cos[:, None, :] + rotated * sin[:, None, :]).to(x.dtype)
+
+
+# ----------------------------------------------------------------------------- modules
+
+ACTIVATIONS = {
+    "gelu": F.gelu,  # transformers' "gelu" = exact erf GELU
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
+    "relu": F.relu,
+}
+
+
+class Embeddings(nn.Module):
+    """Token embedding -> LayerNorm -> dropout (no position embeddings: RoPE is in attention)."""
+
+    def __init__(self, cfg: ModernBertConfig):
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, bias=cfg.norm_bias)
+        self.drop = nn.Dropout(cfg.embedding_dropout)
+
+    def forward(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
+        x = self.tok_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (N, H)
+        return self.drop(self.norm(x))
+
+
+class Attention(nn.Module):
+    """Fused Wqkv -> RoPE -> varlen attention (global or 64-each-side window) -> Wo."""
+
+    def __init__(self, cfg: ModernBertConfig, layer: int):
+        super().__init__()
+        self.nh, self.hd = cfg.num_attention_heads, cfg.head_dim
+        self.window = None if cfg.is_global(layer) else cfg.local_attention // 2
+        self.Wqkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=cfg.attention_bias)
+        self.Wo = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=cfg.attention_bias)
+        self.out_drop = nn.Dropout(cfg.attention_dropout)
+
+    def forward(self, x, cos, sin, cu_seqlens, max_len, backend):
+        N, H = x.shape
+        qkv = self.Wqkv(x).view(N, 3, self.nh, self.hd)  # (N, 3, nh, hd)
+        q, k, v = qkv.unbind(dim=1)  # each (N, nh, hd)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = varlen_attention(q, k, v, cu_seqlens, max_len, window=self.window, backend=backend)  # (N, nh, hd)
+        return self.out_drop(self.Wo(y.reshape(N, H)))
+
+
+class MLP(nn.Module):
+    """GeGLU (Shazeer, 2020): Wi -> (input, gate) -> act(input) * gate -> Wo."""
+
+    def __init__(self, cfg: ModernBertConfig):
+        super().__init__()
+        self.Wi = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=cfg.mlp_bias)
+        self.act = ACTIVATIONS[cfg.hidden_activation]
+        self.drop = nn.Dropout(cfg.mlp_dropout)
+        self.Wo = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=cfg.mlp_bias)
+
+    def forward(self, x):
+        inp, gate = self.Wi(x).chunk(2, dim=-1)  # (N, I) each
+        return self.Wo(self.drop(self.act(inp) * gate))  # (N, H)
+
+
+class Layer(nn.Module):
+    """Pre-norm block; layer 0 has no attention norm (the embeddings were just normalised)."""
+
+    def __init__(self, cfg: ModernBertConfig, layer: int):
+        super().__init__()
+        self.attn_norm = nn.Identity() if layer == 0 else nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, bias=cfg.norm_bias)
+        self.attn = Attention(cfg, layer)
+        self.mlp_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, bias=cfg.norm_bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, cu_seqlens, max_len, backend):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cu_seqlens, max_len, backend)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class ModernBert(nn.Module):
+    """ModernBERT backbone on packed tokens; state dict identical to transformers' ModernBertModel.
+
+    `forward` takes a padded batch (what tokenizers and sentence-transformers produce) and returns
+    a padded `last_hidden_state`; `forward_packed` is the core on already-packed tokens.
+    `attn_backend` is a key of `encoders.attention.BACKENDS` or "auto"; `last_backend` records
+    which backend the latest forward used.
+    """
+
+    def __init__(self, cfg: ModernBertConfig, *, attn_backend: str = "auto"):
+        super().__init__()
+        if cfg.attention_dropout > 0:
+            import warnings
+
+            warnings.warn("attention_dropout > 0: dropout is applied after Wo only, not on attention probabilities")
+        self.cfg = cfg
+        self.attn_backend = attn_backend
+        self.last_backend: str | None = None
+        self.embeddings = Embeddings(cfg)
+        self.layers = nn.ModuleList([Layer(cfg, i) for i in range(cfg.num_hidden_layers)])
+        self.final_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, bias=cfg.norm_bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.final_norm.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.final_norm.weight.dtype
+
+    def forward_packed(
+        self,
+        input_ids: torch.Tensor | None,
+        cu_seqlens: torch.Tensor,
+        max_len: int,
+        *,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encode packed sequences.
+
+        Args:
+            input_ids:     (N,) token ids of all sequences concatenated (or None with inputs_embeds).
+            cu_seqlens:    (B + 1,) int32 cumulative lengths; RoPE positions restart at each start.
+            max_len:       longest sequence (<= max_position_embeddings).
+            inputs_embeds: (N, H) instead of input_ids, fed to the embedding norm.
+        Returns:
+            (N, H) final hidden states.
+        """
+        x = self.embeddings(input_ids, inputs_embeds)  # (N, H)
+        N = x.shape[0]
+        backend = select_backend(x.device, x.dtype, self.attn_backend)
+        self.last_backend = backend
+        positions = position_ids_from_cu_seqlens(cu_seqlens, N)  # (N,)
+        rope = {
+            True: rope_cos_sin(positions, self.cfg.head_dim, self.cfg.global_rope_theta),
+            False: rope_cos_sin(positions, self.cfg.head_dim, self.cfg.local_rope_theta),
+        }  # is_global -> (cos, sin), each (N, hd)
+        for i, layer in enumerate(self.layers):
+            cos, sin = rope[self.cfg.is_global(i)]
+            x = layer(x, cos, sin, cu_seqlens, max_len, backend)
+        return self.final_norm(x)  # (N, H)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        inputs_embeds: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,  # accepted for tokenizers that emit it; unused
+        return_dict: bool = True,  # sentence-transformers passes it; the output is always a BaseModelOutput
+    ) -> BaseModelOutput:
+        """Padded entry point: (B, T) ids + mask -> BaseModelOutput(last_hidden_state=(B, T, H)).
+
+        Pad positions of the output are zeros (transformers leaves arbitrary values there).
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids, inputs_embeds")
+        ref = input_ids if input_ids is not None else inputs_embeds
+        B, T = ref.shape[:2]
+        if attention_mask is None:
+            attention_mask = torch.ones(B, T, dtype=torch.long, device=ref.device)
+        packed, indices, cu_seqlens, max_len = unpad(ref, attention_mask)  # (N,) ids or (N, H) embeds
+        if input_ids is not None:
+            h = self.forward_packed(packed, cu_seqlens, max_len)
+        else:
+            h = self.forward_packed(None, cu_seqlens, max_len, inputs_embeds=packed)
+        return BaseModelOutput(last_hidden_state=pad(h, indices, B, T))  # (B, T, H)
+
+    # -- checkpoints: the same files as transformers' ModernBertModel.save_pretrained ------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, attn_backend: str = "auto") -> ModernBert:
+        """Load a folder with config.json + model.safetensors (ModernBertModel or ...ForMaskedLM)."""
+        from transformers import ModernBertConfig as HFConfig
+
+        path = Path(path)
+        model = cls(ModernBertConfig.from_hf(HFConfig.from_pretrained(path)), attn_backend=attn_backend)
+        state = load_file(path / "model.safetensors")
+        if any(k.startswith("model.") for k in state):  # a ForMaskedLM checkpoint: keep the backbone
+            state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        model.load_state_dict(state, strict=True)
+        return model
+
+    def save_pretrained(self, path: str | Path, **_ignored) -> None:
+        """Write config.json + model.safetensors that `transformers.ModernBertModel` loads.
+
+        Extra keyword arguments (e.g. `safe_serialization` from sentence-transformers) are ignored:
+        we always write safetensors.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.hf_config().save_pretrained(path)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, path / "model.safetensors", metadata={"format": "pt"})
+
+    def hf_config(self):
+        return self.cfg.to_hf()
+
+
+def describe(cfg: ModernBertConfig) -> str:
+    """One-line summary, e.g. for logs: layers, hidden size, parameter count."""
+    n = cfg.vocab_size * cfg.hidden_size + cfg.num_hidden_layers * (
+        4 * cfg.hidden_size**2 + 3 * cfg.hidden_size * cfg.intermediate_size
+    )
+    return f"ModernBERT L={cfg.num_hidden_layers} H={cfg.hidden_size} I={cfg.intermediate_size} ~{n / 1e6:.0f}M params"
+
+
+__all__ = ["ModernBertConfig", "ModernBert", "rope_cos_sin", "apply_rope", "describe"]
