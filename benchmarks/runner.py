@@ -96,7 +96,7 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
     qids = list(ds.queries)
 
     t = time.perf_counter()
-    corpus_store = EmbeddingStore(root / "embeddings" / f"corpus-{ds.corpus_checksum[:16]}-{enc_key}")
+    corpus_store = EmbeddingStore(root / "embeddings" / f"corpus-{ds.corpus_checksum[:16]}-{enc_key}-s{cfg.shard_size}", shard_size=cfg.shard_size)
     if cfg.no_cache:
         _wipe(corpus_store.folder)
     doc_emb = corpus_store.build(doc_ids, [doc_text(ds.corpus[d]) for d in doc_ids], model.encoder.encode_documents, desc=f"encode {ds.name} corpus")
@@ -104,7 +104,7 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
     timings["corpus_shards_encoded"] = corpus_store.encoded_shards
 
     t = time.perf_counter()
-    q_store = EmbeddingStore(root / "embeddings" / f"queries-{ds.checksum[:16]}-{enc_key}")
+    q_store = EmbeddingStore(root / "embeddings" / f"queries-{ds.checksum[:16]}-{enc_key}-s{cfg.shard_size}", shard_size=cfg.shard_size)
     if cfg.no_cache:
         _wipe(q_store.folder)
     q_emb = q_store.build(qids, [ds.queries[q] for q in qids], model.encoder.encode_queries, desc=f"encode {ds.name} queries")

@@ -4,7 +4,7 @@ An index spec is either an alias or any FAISS factory string (the whole configur
 
     flat   -> "Flat"                      exact inner product (the default)
     hnsw   -> "HNSW32"                    graph search, efSearch=128
-    ivfpq  -> "IVF{nlist},PQ{m}x8"        nlist = 4*sqrt(N) (at least 1), m = dim/4 (a divisor of dim)
+    ivfpq  -> "IVF{nlist},PQ{m}x{b}"      nlist = 4*sqrt(N), m = dim/4, b = 8 bits (fewer for tiny corpora)
 
 Vectors are compared by inner product (embed normalised vectors for cosine).
 Free functions over numpy, returning ``(D, I)`` like faiss itself.
@@ -34,7 +34,8 @@ def factory_string(spec: str, n: int, dim: int) -> str:
         nlist = max(1, int(4 * math.sqrt(n)))
         nlist = min(nlist, max(1, n // 39))  # FAISS wants >= 39 training points per centroid
         m = next(m for m in (dim // 4, dim // 8, dim // 16, dim // 2, dim) if m > 0 and dim % m == 0)
-        return f"IVF{nlist},PQ{m}x8"
+        nbits = max(1, min(8, int(math.log2(max(2, n // 39)))))  # 2**nbits codes, >= 39 training points each
+        return f"IVF{nlist},PQ{m}x{nbits}"
     return spec
 
 

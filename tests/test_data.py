@@ -1,0 +1,160 @@
+"""BEIR loaders: the happy path, every bad-input case (file, line and field named), and dataset resolution."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from benchmarks import datasets
+from benchmarks.data import DataError, doc_text, load_beir, load_corpus, load_qrels, load_queries
+
+
+def make_beir(root: Path, corpus=None, queries=None, qrels=None, split="test") -> Path:
+    corpus = corpus if corpus is not None else [{"_id": "d1", "title": "T1", "text": "alpha"}, {"_id": "d2", "title": "", "text": "beta"}]
+    queries = queries if queries is not None else [{"_id": "q1", "text": "alpha?"}, {"_id": "q2", "text": "no qrels"}]
+    qrels = qrels if qrels is not None else "query-id\tcorpus-id\tscore\nq1\td1\t1\n"
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text(corpus if isinstance(corpus, str) else "".join(json.dumps(c) + "\n" for c in corpus))
+    (root / "queries.jsonl").write_text(queries if isinstance(queries, str) else "".join(json.dumps(q) + "\n" for q in queries))
+    (root / "qrels" / f"{split}.tsv").write_text(qrels)
+    return root
+
+
+def test_load_beir_happy_path(tmp_path):
+    ds = load_beir(make_beir(tmp_path / "toy"), "test")
+    assert ds.corpus == {"d1": {"title": "T1", "text": "alpha"}, "d2": {"title": "", "text": "beta"}}
+    assert ds.queries == {"q1": "alpha?"}  # q2 has no qrels in this split: dropped
+    assert ds.qrels == {"q1": {"d1": 1}}
+    assert len(ds.checksum) == 64 and ds.unknown_qrels_docs == 0
+    assert doc_text(ds.corpus["d1"]) == "T1 alpha" and doc_text(ds.corpus["d2"]) == "beta"
+
+
+@pytest.mark.parametrize(
+    "corpus_text, line, field, words",
+    [
+        ('{"_id": "d1", "text": "a"}\n{"_id": "d2", "text": \n', 2, None, "malformed JSON"),
+        ('{"_id": "d1", "text": "a"}\n{"title": "x", "text": "b"}\n', 2, "_id", "missing"),
+        ('{"_id": "d1", "title": "x"}\n', 1, "text", "missing"),
+        ('{"_id": "d1", "text": "a"}\n{"_id": "d1", "text": "b"}\n', 2, "_id", "duplicate id 'd1' (first seen on line 1)"),
+        ('{"_id": "d1", "text": 5}\n', 1, "text", "must be a string"),
+        ('["not", "an", "object"]\n', 1, None, "expected a JSON object"),
+    ],
+)
+def test_bad_corpus_lines_name_file_line_field(tmp_path, corpus_text, line, field, words):
+    p = tmp_path / "corpus.jsonl"
+    p.write_text(corpus_text)
+    with pytest.raises(DataError) as e:
+        load_corpus(p)
+    assert e.value.path == str(p) and e.value.line == line and e.value.field == field
+    msg = str(e.value)
+    assert str(p) in msg and f"line {line}" in msg and words in msg
+    if field:
+        assert f"'{field}'" in msg
+
+
+def test_non_utf8_byte_is_reported_with_line(tmp_path):
+    p = tmp_path / "queries.jsonl"
+    p.write_bytes(b'{"_id": "q1", "text": "ok"}\n{"_id": "q2", "text": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"line 2.*not valid UTF-8 \(byte 0xe9"):
+        load_queries(p)
+
+
+def test_empty_corpus(tmp_path):
+    p = tmp_path / "corpus.jsonl"
+    p.write_text("\n\n")
+    with pytest.raises(DataError, match="empty"):
+        load_corpus(p)
+
+
+@pytest.mark.parametrize(
+    "text, line, field, words",
+    [
+        ("qid\tdid\tscore\nq1\td1\t1\n", 1, "header", "expected columns"),
+        ("query-id\tcorpus-id\tscore\nq1\td1\n", 2, None, "expected 3 tab-separated columns"),
+        ("query-id\tcorpus-id\tscore\nq1\td1\t1\textra\n", 2, None, "got 4"),
+        ("query-id\tcorpus-id\tscore\nq1\td1\thigh\n", 2, "score", "must be an integer"),
+        ("query-id corpus-id score\nq1 d1 1\n", 1, "header", "separated by tabs"),
+        ("", None, None, "empty"),
+    ],
+)
+def test_bad_qrels(tmp_path, text, line, field, words):
+    p = tmp_path / "test.tsv"
+    p.write_text(text)
+    with pytest.raises(DataError) as e:
+        load_qrels(p)
+    assert e.value.line == line and e.value.field == field and words in str(e.value) and str(p) in str(e.value)
+
+
+def test_unknown_qrels_docs_get_a_counted_warning(tmp_path, caplog):
+    root = make_beir(tmp_path / "toy", qrels="query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\tghost1\t1\nq1\tghost2\t1\n")
+    with caplog.at_level(logging.WARNING):
+        ds = load_beir(root, "test")
+    assert ds.unknown_qrels_docs == 2
+    assert any("2 qrels rows point at documents not in" in r.message for r in caplog.records)
+
+
+def test_missing_split_lists_available(tmp_path):
+    root = make_beir(tmp_path / "toy")
+    with pytest.raises(DataError, match=r"split 'dev' not found; available splits: \['test'\]"):
+        load_beir(root, "dev")
+
+
+def test_resolution_order(tmp_path, monkeypatch):
+    flag_dir, env_dir, cache = tmp_path / "flag", tmp_path / "env", tmp_path / "cache"
+    for d in (flag_dir, env_dir, cache / "datasets"):
+        make_beir(d / "toyset")
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(env_dir))
+    monkeypatch.setenv(datasets.CACHE_ENV, str(cache))
+    assert datasets.resolve("toyset", flag_dir) == flag_dir / "toyset"
+    assert datasets.resolve("toyset", None) == env_dir / "toyset"
+    monkeypatch.delenv(datasets.DATA_DIR_ENV)
+    assert datasets.resolve("toyset", None) == cache / "datasets" / "toyset"
+    assert datasets.resolve(str(flag_dir / "toyset")) == flag_dir / "toyset"  # a path is used as-is
+
+
+def test_unknown_name_suggests(tmp_path, monkeypatch):
+    monkeypatch.setenv(datasets.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match="did you mean scifact"):
+        datasets.resolve("scifcat", tmp_path)
+
+
+def test_download_failure_is_clear_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv(datasets.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
+
+    def offline(url, path):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(datasets.urllib.request, "urlretrieve", offline)
+    with pytest.raises(FileNotFoundError, match="downloading https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip failed"):
+        datasets.resolve("scifact", None)
+    assert not (tmp_path / "datasets" / "scifact").exists()
+    assert list((tmp_path / "datasets").iterdir()) == []  # the temporary download folder is gone
+
+
+def test_download_checks_md5_then_unpacks(tmp_path, monkeypatch):
+    import hashlib
+    import zipfile
+
+    src = make_beir(tmp_path / "src" / "scifact")
+    zpath = tmp_path / "scifact.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for f in sorted(src.rglob("*")):
+            z.write(f, f.relative_to(src.parent))
+    monkeypatch.setattr(datasets.urllib.request, "urlretrieve", lambda url, path: Path(path).write_bytes(zpath.read_bytes()))
+    root = tmp_path / "datasets"
+    with pytest.raises(ValueError, match="does not match BEIR's published 5f7d1de60b170fc8027bb7898e2efca1"):
+        datasets.download_beir(datasets.REGISTRY["scifact"], root)
+    assert not (root / "scifact").exists()
+    good = datasets.DatasetSpec("scifact", hashlib.md5(zpath.read_bytes()).hexdigest())
+    out = datasets.download_beir(good, root)
+    assert out == root / "scifact" and load_beir(out, "test").qrels == {"q1": {"d1": 1}}
+    assert [p.name for p in root.iterdir()] == ["scifact"]  # no temporary leftovers
+
+
+def test_quirks_registry():
+    assert datasets.spec_for("arguana").ignore_identical_ids and datasets.spec_for("quora").ignore_identical_ids
+    assert not datasets.spec_for("scifact").ignore_identical_ids
+    assert not datasets.spec_for("my-own-folder").ignore_identical_ids

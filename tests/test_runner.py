@@ -1,0 +1,158 @@
+"""evaluate.py end to end on a slice of real SciFact: tiny random BERT, MiniLM, BM25, caching, resume, bad input."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import evaluate
+from benchmarks.results import load_results
+from tests.conftest import ROOT
+from tests.test_data import make_beir
+
+
+def run_eval(tmp_path, *args):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    rc = evaluate.main(["--output", str(out), "--cache-dir", str(cache), "-q", *args])
+    return rc, out
+
+
+def by_model(out):
+    return {(r.model, r.encoder): r for r in load_results(out)}
+
+
+def test_tiny_random_bert_and_bm25_end_to_end(tmp_path, scifact_slice, tiny_bert):
+    rc, out = run_eval(tmp_path, "--datasets", str(scifact_slice), "--models", f"bm25,{tiny_bert}", "--pooling", "cls", "--save-run")
+    assert rc == 0
+    res = by_model(out)
+    bm25 = res[("BM25", "bm25")]
+    tiny = res[(f"{tiny_bert.name} [cls-pool]", "dpr")]
+    assert bm25.num_queries == 30 and bm25.num_docs >= 200
+    assert bm25.metrics["ndcg@10"] > 0.5  # real lexical signal on real claims
+    assert 0.0 <= tiny.metrics["ndcg@10"] < bm25.metrics["ndcg@10"]  # random weights: far worse than BM25
+    prov = tiny.provenance
+    assert prov["max_length"] == 512 and prov["dataset_checksum"] and prov["model_revision"].startswith("sha256:")
+    assert prov["libraries"]["torch"] and prov["git_commit"] and prov["faiss_factory"] == "Flat"
+    header = next(csv.reader(open(out / "leaderboard.csv")))
+    assert header[:8] == ["model", "encoder", "dataset", "split", "ndcg@10", "recall@100", "mrr@10", "map@100"]
+    assert "| BM25 | bm25 |" in (out / "leaderboard.md").read_text()
+    trec = (out / "runs" / f"{tiny.stem}.trec").read_text().splitlines()
+    assert len(trec) == 30 * min(1000, tiny.num_docs) and trec[0].split()[1] == "Q0"
+
+
+def test_minilm_slice_second_run_reencodes_nothing(tmp_path, scifact_slice):
+    args = ["--datasets", str(scifact_slice), "--models", "minilm", "--shard-size", "64"]
+    rc, out = run_eval(tmp_path, *args)
+    assert rc == 0
+    first = by_model(out)[("all-MiniLM-L6-v2", "dpr")]
+    assert first.timings["corpus_shards_encoded"] == 4  # 200+ docs / 64
+    assert 0.6 < first.metrics["ndcg@10"] <= 1.0
+    # Result cached: nothing is recomputed, the same file comes back.
+    before = (out / f"{first.stem}.json").read_text()
+    assert run_eval(tmp_path, *args)[0] == 0
+    assert (out / f"{first.stem}.json").read_text() == before
+    # Result removed, embeddings cached: scores recomputed from cached embeddings with zero encoding.
+    (out / f"{first.stem}.json").unlink()
+    assert run_eval(tmp_path, *args)[0] == 0
+    again = by_model(out)[("all-MiniLM-L6-v2", "dpr")]
+    assert again.timings["corpus_shards_encoded"] == 0
+    assert again.metrics == first.metrics
+
+
+def test_hf_model_pooling_changes_embeddings(tmp_path, scifact_slice, tiny_bert):
+    rc, out = run_eval(tmp_path, "--datasets", str(scifact_slice), "--models", str(tiny_bert), "--pooling", "mean")
+    rc2, _ = run_eval(tmp_path, "--datasets", str(scifact_slice), "--models", str(tiny_bert), "--pooling", "cls")
+    res = by_model(out)
+    assert rc == rc2 == 0 and len(res) == 2
+    a, b = res[(f"{tiny_bert.name} [mean-pool]", "dpr")], res[(f"{tiny_bert.name} [cls-pool]", "dpr")]
+    assert a.metrics != b.metrics
+
+
+def test_self_hit_rule_through_runner(tmp_path):
+    # The query "q" is also document "q" (ArguAna style); the only relevant doc is "d1".
+    corpus = [{"_id": "q", "text": "apple banana cherry"}, {"_id": "d1", "text": "apple banana"}, {"_id": "d2", "text": "zebra"}]
+    queries = [{"_id": "q", "text": "apple banana cherry"}]
+    qrels = "query-id\tcorpus-id\tscore\nq\td1\t1\n"
+    for name in ("toy", "arguana"):
+        make_beir(tmp_path / "data" / name, corpus, queries, qrels)
+    _, out = run_eval(tmp_path, "--data-dir", str(tmp_path / "data"), "--datasets", "toy", "--models", "bm25")
+    _, out = run_eval(tmp_path, "--data-dir", str(tmp_path / "data"), "--datasets", "arguana", "--models", "bm25")
+    res = {r.dataset: r for r in load_results(out)}
+    assert res["toy"].metrics["mrr@10"] == pytest.approx(0.5)  # the query itself ranks first
+    assert res["arguana"].metrics["mrr@10"] == pytest.approx(1.0)  # known name: dropped automatically
+    assert res["arguana"].provenance["ignore_identical_ids"] is True
+    _, out2 = run_eval(tmp_path / "flag", "--data-dir", str(tmp_path / "data"), "--datasets", "toy", "--models", "bm25", "--ignore-identical-ids")
+    assert load_results(out2)[0].metrics["mrr@10"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bad", ["malformed", "missing_text", "duplicate", "empty", "qrels_columns", "non_utf8"])
+def test_bad_input_errors_and_writes_no_result(tmp_path, bad, capsys):
+    root = make_beir(tmp_path / "data" / "toy")
+    corpus = root / "corpus.jsonl"
+    if bad == "malformed":
+        corpus.write_text(corpus.read_text() + '{"_id": "d3", "text": "x"\n')
+    elif bad == "missing_text":
+        corpus.write_text(corpus.read_text() + '{"_id": "d3", "title": "x"}\n')
+    elif bad == "duplicate":
+        corpus.write_text(corpus.read_text() + '{"_id": "d1", "text": "again"}\n')
+    elif bad == "empty":
+        corpus.write_text("")
+    elif bad == "qrels_columns":
+        (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\nq1\td1\n")
+    elif bad == "non_utf8":
+        corpus.write_bytes(corpus.read_bytes() + b'{"_id": "d3", "text": "\xff"}\n')
+    rc, out = run_eval(tmp_path, "--data-dir", str(tmp_path / "data"), "--datasets", "toy", "--models", "bm25")
+    err = capsys.readouterr().err
+    assert rc == 2 and "error:" in err
+    target = "test.tsv" if bad == "qrels_columns" else "corpus.jsonl"
+    assert target in err and ("line" in err or bad == "empty")
+    assert not list(out.glob("*.json")) if out.exists() else True
+
+
+def test_leaderboard_rerender_without_recompute(tmp_path, scifact_slice, capsys):
+    rc, out = run_eval(tmp_path, "--datasets", str(scifact_slice), "--models", "bm25")
+    (out / "leaderboard.md").unlink()
+    (out / "leaderboard.csv").unlink()
+    assert evaluate.main(["--leaderboard", str(out)]) == 0
+    assert "| BM25 | bm25 |" in capsys.readouterr().out
+    assert (out / "leaderboard.md").is_file() and (out / "leaderboard.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def small_slice(data_dir, tmp_path_factory):
+    from tests.conftest import write_slice
+
+    return write_slice(data_dir / "scifact", tmp_path_factory.mktemp("small") / "scifact", n_queries=10, extra_docs=60)
+
+
+@pytest.mark.slow
+def test_sigkill_during_encoding_resumes(tmp_path, small_slice):
+    """A real SIGKILL mid-encoding: the rerun encodes only missing shards and gives the scores of a clean run."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    scifact_slice = small_slice
+    cmd = [sys.executable, str(ROOT / "evaluate.py"), "--datasets", str(scifact_slice), "--models", "minilm", "--shard-size", "16", "--batch-size", "8", "--output", str(out), "--cache-dir", str(cache), "-q"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    shards = []
+    while time.time() < deadline and len(shards) < 2:
+        shards = list(cache.glob("embeddings/corpus-*/shard-*.npy"))
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(shards) and not list(out.glob("*.json"))  # killed before any result was written
+    n_total = -(-sum(1 for _ in open(scifact_slice / "corpus.jsonl")) // 16)
+    done_before = len(list(cache.glob("embeddings/corpus-*/shard-*.npy")))
+    assert done_before < n_total
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
+    resumed = load_results(out)[0]
+    assert resumed.timings["corpus_shards_encoded"] == n_total - done_before
+    assert not list(cache.rglob("*.tmp"))
+    clean_out = tmp_path / "clean"
+    assert evaluate.main(["--datasets", str(scifact_slice), "--models", "minilm", "--output", str(clean_out), "--cache-dir", str(tmp_path / "cache2"), "-q"]) == 0
+    assert load_results(clean_out)[0].metrics == pytest.approx(resumed.metrics, abs=1e-6)
