@@ -1,0 +1,118 @@
+"""Fine-tune a retriever (DPR or ColBERT) on BEIR qrels, a JSONL file or MS MARCO, with mined hard negatives.
+
+    python train.py --encoder dpr --model minilm --data-dir /work/shared/data --train-data scifact --output runs/scifact-dpr
+    python train.py --config configs/modernbert-base-dpr.toml --model answerdotai/ModernBERT-base --output runs/mb-dpr
+    python train.py ... --resume                      # continue a killed run from its last checkpoint
+    python evaluate.py --models runs/scifact-dpr --data-dir /work/shared/data
+
+CLI flags -> TrainConfig + MiningConfig (--mine-*) -> encoders.training.train -> OUTPUT/ (model, train_result.json).
+A --config recipe (TOML or JSON, flat keys named like the flags with '_') sets defaults; flags override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from benchmarks.config import _flag_type, add_flags, from_args
+from encoders.mining import MiningConfig
+from encoders.training import TrainConfig
+
+MINE_PREFIX = "mine_"
+
+
+def _optional(tp):
+    def convert(s: str):
+        return None if s.lower() == "none" else tp(s)
+
+    convert.__name__ = tp.__name__
+    return convert
+
+
+def add_mining_flags(parser: argparse.ArgumentParser) -> None:
+    """``--mine-<field>`` for each MiningConfig field (dest ``mine_<field>``)."""
+    for f in dataclasses.fields(MiningConfig):
+        name = "--mine-" + f.name.replace("_", "-")
+        tp = _flag_type(f.type)
+        if f.default is None or "None" in str(f.type):  # optional: "none" switches the option off
+            tp = _optional(tp)
+        parser.add_argument(name, dest=MINE_PREFIX + f.name, type=tp, default=f.default, help=f.metadata["help"] + f" (default: {f.default})")
+
+
+def mining_from_args(ns: argparse.Namespace) -> MiningConfig:
+    return MiningConfig(**{f.name: getattr(ns, MINE_PREFIX + f.name) for f in dataclasses.fields(MiningConfig)})
+
+
+def valid_keys() -> set[str]:
+    return {f.name for f in dataclasses.fields(TrainConfig)} | {MINE_PREFIX + f.name for f in dataclasses.fields(MiningConfig)}
+
+
+def load_recipe(path: str) -> dict:
+    """A recipe's flat ``key = value`` pairs (TOML or JSON). Tables (e.g. ``[paper]`` notes) are ignored."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"recipe {path} not found")
+    if p.suffix == ".toml":
+        import tomllib
+
+        data = tomllib.loads(p.read_text())
+    else:
+        data = json.loads(p.read_text())
+    values = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    unknown = sorted(set(values) - valid_keys())
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; valid keys: {', '.join(sorted(valid_keys()))}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="recipe file (configs/*.toml): defaults that flags override")
+    add_flags(parser, TrainConfig)
+    add_mining_flags(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> tuple[TrainConfig, MiningConfig, argparse.Namespace]:
+    parser = build_parser()
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        parser.set_defaults(**load_recipe(pre.config))
+    args = parser.parse_args(argv)
+    return from_args(args, TrainConfig), mining_from_args(args), args
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg, mining, args = parse(argv)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from benchmarks.data import DataError
+    from encoders.training import train
+
+    try:
+        record = train(cfg, mining)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    t = record["time"]
+    print(f"trained {record['steps']} steps ({record['loss']}) in {t['train_wall_s']} s wall / {t['train_cpu_s']} s CPU; model in {cfg.output}")
+    if cfg.eval_data:
+        from benchmarks.config import EvalConfig
+        from benchmarks.leaderboard import to_markdown
+        from benchmarks.runner import run
+
+        ecfg = EvalConfig(datasets=cfg.eval_data, data_dir=cfg.data_dir, models=cfg.output, encoder=cfg.encoder, output=str(Path(cfg.output) / "eval"))
+        print(to_markdown(run(ecfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
