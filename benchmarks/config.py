@@ -20,7 +20,7 @@ def _f(default, help: str, **meta):
 @dataclass(frozen=True)
 class EvalConfig:
     task: str = _f("beir", "what to evaluate: beir | mteb | longdoc | code | all")
-    datasets: str = _f("scifact", "comma-separated dataset names or BEIR-format folders")
+    datasets: str | None = _f(None, "comma-separated dataset names or BEIR-format folders (default per task: beir=scifact, code=cosqa, longdoc=passkey/needle/concat suites)")
     data_dir: str | None = _f(None, "folder holding BEIR datasets by name (else $RETRIEVAL_DATA_DIR, the cache, or BEIR's URL)")
     split: str = _f("test", "qrels split to evaluate")
     models: str = _f("bm25,minilm", "comma-separated: bm25, an alias (minilm), a local folder or a Hugging Face hub id")
@@ -36,6 +36,8 @@ class EvalConfig:
     index: str = _f("flat", "dpr: flat | hnsw | ivfpq | any FAISS factory string; colbert: exact (flat means exact) | faiss | plaid")
     query_length: int = _f(32, "colbert: query tokens, padded with [MASK] (query expansion)")
     doc_length: int = _f(300, "colbert: max document tokens (up to 8192 for long documents)")
+    doc_handling: str = _f("truncate", "long documents: truncate at --max-length, or maxp (split into max-length windows, score = best window)")
+    chunk_stride: int | None = _f(None, "maxp: tokens between window starts (default: the window, no overlap)")
     top_k: int = _f(1000, "hits kept per query (recall@1000 needs 1000)")
     ignore_identical_ids: bool = _f(False, "drop hits whose id equals the query id for every dataset (ArguAna and Quora get it automatically)")
     output: str = _f("results", "folder for result JSONs, run files and the leaderboard")

@@ -7,12 +7,13 @@ stopped (finished results are skipped; a half-encoded corpus resumes from its la
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks import datasets as ds_registry
@@ -57,6 +58,8 @@ def variant_suffix(cfg: EvalConfig) -> str:
         parts.append(cfg.similarity)
     if cfg.query_prefix or cfg.doc_prefix:
         parts.append("prefixed")
+    if cfg.doc_handling != "truncate":
+        parts.append(cfg.doc_handling)
     return f" [{', '.join(parts)}]" if parts else ""
 
 
@@ -96,10 +99,24 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
     qids = list(ds.queries)
 
     t = time.perf_counter()
-    corpus_store = EmbeddingStore(root / "embeddings" / f"corpus-{ds.corpus_checksum[:16]}-{enc_key}-s{cfg.shard_size}", shard_size=cfg.shard_size)
+    texts = [doc_text(ds.corpus[d]) for d in doc_ids]
+    chunk_doc = None  # MaxP: the document index of each encoded chunk
+    store_ids, store_key = doc_ids, f"corpus-{ds.corpus_checksum[:16]}-{enc_key}"
+    if cfg.doc_handling == "maxp":
+        from retrieval.maxp import chunk_text
+
+        tok = model.encoder.model.tokenizer
+        window = model.encoder.max_length - tok.num_special_tokens_to_add() - len(tok(cfg.doc_prefix, add_special_tokens=False)["input_ids"])
+        chunks = [chunk_text(t, tok, window, cfg.chunk_stride) for t in texts]
+        chunk_doc = np.repeat(np.arange(len(doc_ids)), [len(c) for c in chunks])
+        texts = [piece for c in chunks for piece in c]
+        store_ids = [f"{doc_ids[d]}#{j}" for d, c in enumerate(chunks) for j in range(len(c))]
+        store_key += f"-maxp{window}-{cfg.chunk_stride or window}"
+        timings["chunks"] = len(texts)
+    corpus_store = EmbeddingStore(root / "embeddings" / f"{store_key}-s{cfg.shard_size}", shard_size=cfg.shard_size)
     if cfg.no_cache:
         _wipe(corpus_store.folder)
-    doc_emb = corpus_store.build(doc_ids, [doc_text(ds.corpus[d]) for d in doc_ids], model.encoder.encode_documents, desc=f"encode {ds.name} corpus")
+    doc_emb = corpus_store.build(store_ids, texts, model.encoder.encode_documents, desc=f"encode {ds.name} corpus")
     timings["encode_corpus_s"] = time.perf_counter() - t
     timings["corpus_shards_encoded"] = corpus_store.encoded_shards
 
@@ -112,7 +129,7 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
 
     t = time.perf_counter()
     factory = dense.factory_string(cfg.index, *doc_emb.shape)
-    index_path = root / "indexes" / f"{ds.corpus_checksum[:16]}-{enc_key}-{cache_key(factory=factory)}.faiss"
+    index_path = root / "indexes" / f"{store_key}-{cache_key(factory=factory)}.faiss"
     if factory == "Flat":  # exact search: building is a copy, caching would only duplicate the embeddings
         index = dense.build_index(doc_emb, factory)
     elif index_path.is_file() and not cfg.no_cache:
@@ -124,10 +141,16 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
 
     t = time.perf_counter()
     k = min(cfg.top_k, len(doc_ids))
-    D, I = dense.search(index, q_emb, k + int(ignore_ids), desc=f"search {ds.name}")
+    if chunk_doc is None:
+        D, I = dense.search(index, q_emb, k + int(ignore_ids), desc=f"search {ds.name}")
+    else:  # enough chunks that k documents survive the max over chunks in all but pathological cases
+        from retrieval.maxp import max_over_chunks
+
+        kc = min(len(chunk_doc), 4 * (k + 1) * max(1, round(len(chunk_doc) / len(doc_ids))))
+        D, I = max_over_chunks(*dense.search(index, q_emb, kc, desc=f"search {ds.name}"), chunk_doc, k + int(ignore_ids))
     run = dense.to_run(D, I, qids, doc_ids, ignore_identical_ids=ignore_ids, k=k)
     timings["search_s"] = time.perf_counter() - t
-    return run, timings, {"index": cfg.index, "faiss_factory": factory, "embedding_dim": int(doc_emb.shape[1])}
+    return run, timings, {"index": cfg.index, "faiss_factory": factory, "embedding_dim": int(doc_emb.shape[1]), "doc_handling": cfg.doc_handling}
 
 
 def _wipe(folder: Path) -> None:
@@ -138,18 +161,46 @@ def _wipe(folder: Path) -> None:
 
 
 def result_config_key(ds: BeirDataset, model_identity: dict, encoder: str, cfg: EvalConfig, ignore_ids: bool) -> str:
-    return cache_key(dataset=ds.checksum, split=ds.split, model=model_identity, encoder=encoder, index=cfg.index, top_k=cfg.top_k, ignore_identical_ids=ignore_ids)
+    handling = (cfg.doc_handling, cfg.chunk_stride) if encoder == "dpr" else None
+    return cache_key(dataset=ds.checksum, split=ds.split, model=model_identity, encoder=encoder, index=cfg.index, top_k=cfg.top_k, ignore_identical_ids=ignore_ids, doc_handling=handling)
+
+
+def task_datasets(task: str) -> list[str]:
+    """The default datasets of each task (``--datasets`` overrides)."""
+    from benchmarks.longdoc import default_datasets
+
+    return {"beir": ["scifact"], "code": ["cosqa"], "longdoc": default_datasets()}[task]
+
+
+TASKS = ("beir", "code", "longdoc", "mteb", "all")
 
 
 def run(cfg: EvalConfig) -> list[Result]:
     """Evaluate every (dataset, model) pair of ``cfg``; returns the results (fresh or cached)."""
-    runners: dict[str, Callable[[EvalConfig], list[Result]]] = {"beir": run_beir}
-    if cfg.task not in runners:
-        raise ValueError(f"unknown task {cfg.task!r}; available: {', '.join(runners)}")
-    return runners[cfg.task](cfg)
+    if cfg.task not in TASKS:
+        import difflib
+
+        hint = difflib.get_close_matches(cfg.task, TASKS, n=1)
+        raise ValueError(f"unknown task {cfg.task!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f" (available: {', '.join(TASKS)})")
+    if cfg.task == "all":
+        return [r for t in ("beir", "code", "longdoc") for r in run(dataclasses.replace(cfg, task=t))]
+    if cfg.task == "mteb":
+        from benchmarks.mteb_adapter import run_mteb
+
+        return run_mteb(cfg)
+    return run_retrieval(cfg, split_list(cfg.datasets) if cfg.datasets else task_datasets(cfg.task))
 
 
-def run_beir(cfg: EvalConfig) -> list[Result]:
+def resolve_dataset(spec: str, cfg: EvalConfig) -> Path:
+    """A generated long-document suite name, a BEIR name, or a folder."""
+    from benchmarks.longdoc import materialize, parse_name
+
+    if parse_name(spec) is not None:
+        return materialize(spec, _cache_root(cfg), cfg.data_dir)
+    return ds_registry.resolve(spec, cfg.data_dir)
+
+
+def run_retrieval(cfg: EvalConfig, dataset_specs: list[str]) -> list[Result]:
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     models: dict[str, LoadedModel] = {}
@@ -158,8 +209,8 @@ def run_beir(cfg: EvalConfig) -> list[Result]:
     model_specs = split_list(cfg.models)
     if not model_specs:
         raise ValueError("--models is empty")
-    for ds_spec in split_list(cfg.datasets):
-        folder = ds_registry.resolve(ds_spec, cfg.data_dir)
+    for ds_spec in dataset_specs:
+        folder = resolve_dataset(ds_spec, cfg)
         t0 = time.perf_counter()
         ds = load_beir(folder, cfg.split, name=ds_spec if "/" not in ds_spec else None)
         load_s = time.perf_counter() - t0
