@@ -25,11 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_args(args, EvalConfig)
 
     from benchmarks.data import DataError
-    from benchmarks.leaderboard import to_markdown, write_leaderboard
+    from benchmarks.leaderboard import paper_markdown, to_markdown, write_leaderboard, write_paper_leaderboard
 
+    if cfg.layout not in ("default", "paper"):
+        print(f"error: unknown --layout {cfg.layout!r}; choose default or paper", file=sys.stderr)
+        return 2
+    render = paper_markdown if cfg.layout == "paper" else to_markdown
     if cfg.leaderboard:
         results = write_leaderboard(cfg.leaderboard)
-        print(to_markdown(results))
+        if cfg.layout == "paper":
+            write_paper_leaderboard(cfg.leaderboard)
+        print(render(results))
         return 0
     from benchmarks.runner import run
 
@@ -38,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(to_markdown(results))
+    if cfg.layout == "paper":
+        write_paper_leaderboard(cfg.output)
+    print(render(results))
     print(f"results in {cfg.output}/ (leaderboard.md, leaderboard.csv)")
     return 0
 

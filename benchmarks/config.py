@@ -47,6 +47,7 @@ class EvalConfig:
     save_run: bool = _f(False, "also write a TREC run file per result")
     trust_remote_code: bool = _f(False, "allow model code from the checkpoint (and non-safetensors weights)")
     leaderboard: str | None = _f(None, "only re-render the leaderboard from saved results in this folder")
+    layout: str = _f("default", "leaderboard layout: default (per dataset) | paper (ModernBERT Table 1 columns + per-task breakdowns, also HTML and PNG)")
 
 
 def _flag_type(tp):

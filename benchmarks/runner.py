@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,8 +196,15 @@ def resolve_dataset(spec: str, cfg: EvalConfig) -> Path:
     """A generated long-document suite name, a BEIR name, or a folder."""
     from benchmarks.longdoc import materialize, parse_name
 
+    from benchmarks.layouts import as_beir, detect
+
     if parse_name(spec) is not None:
         return materialize(spec, _cache_root(cfg), cfg.data_dir)
+    # Folders in another published layout (MLDR, LongEmbed, MTEB/CoIR snapshots) are converted once.
+    env_dir = os.environ.get(ds_registry.DATA_DIR_ENV)
+    for cand in (Path(spec).expanduser(), cfg.data_dir and Path(cfg.data_dir) / spec, env_dir and Path(env_dir) / spec):
+        if cand and cand.is_dir() and detect(cand, cfg.split) not in (None, "beir"):
+            return as_beir(cand, _cache_root(cfg), cfg.split)
     return ds_registry.resolve(spec, cfg.data_dir)
 
 
