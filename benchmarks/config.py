@@ -21,6 +21,7 @@ def _f(default, help: str, **meta):
 class EvalConfig:
     task: str = _f("beir", "what to evaluate: beir | mteb | longdoc | code | all")
     datasets: str | None = _f(None, "comma-separated dataset names or BEIR-format folders (default per task: beir=scifact, code=cosqa, longdoc=passkey/needle/concat suites)")
+    mteb_tasks: str | None = _f(None, "mteb: comma-separated MTEB task names, e.g. SciFact,NFCorpus (default: the MTEB names of --datasets, else SciFact); a task whose BEIR folder is found locally (--data-dir, $RETRIEVAL_DATA_DIR, the cache) reads it instead of MTEB's pinned Hugging Face revision")
     data_dir: str | None = _f(None, "folder holding BEIR datasets by name (else $RETRIEVAL_DATA_DIR, the cache, or BEIR's URL)")
     split: str = _f("test", "qrels split to evaluate")
     models: str = _f("bm25,minilm", "comma-separated: bm25, an alias (minilm), a local folder or a Hugging Face hub id")
