@@ -197,9 +197,12 @@ def build_train_set(cfg: TrainConfig, mining: MiningConfig, loss: str) -> TrainS
         neg_ids = negatives_for_pairs(list(zip(ex.qids, ex.pos_ids)), pool, ds.qrels, mining, seed=cfg.seed)
         stats["mining"] = {**asdict(mining), **pool_stats(neg_ids, mining.count)}
         negatives = [[doc_text(corpus[d]) for d in ids] for ids in neg_ids]
-    want = 0 if mining.method == "none" and corpus is not None else mining.count
     if loss == "distillation":
         want = cfg.n_ways - 1
+    elif corpus is not None:  # mined: every example gets --mine-count negatives (0 when not mining)
+        want = 0 if mining.method == "none" else mining.count
+    else:  # given negatives (JSONL): as many as every example has, at most --mine-count
+        want = min(mining.count, min(len(n) for n in negatives))
     rows = [i for i in range(len(ex.queries)) if len(negatives[i]) >= want]
     if len(rows) < len(ex.queries):
         log.warning("%d of %d examples have fewer than %d negatives and are dropped", len(ex.queries) - len(rows), len(ex.queries), want)

@@ -235,3 +235,12 @@ def test_recipe_with_unknown_key_lists_valid_keys(tmp_path):
     p.write_text('learning_rate = 1e-4\n')
     with pytest.raises(ValueError, match="unknown keys \\['learning_rate'\\].*lr"):
         cli.parse(["--config", str(p)])
+
+
+def test_jsonl_training_uses_the_given_negatives(tiny_bert, tmp_path):
+    p = tmp_path / "pairs.jsonl"
+    rows = [{"query": f"question {i} about cells", "positive": f"answer {i} cells divide", "negatives": [f"unrelated {i} a", f"unrelated {i} b"][: 1 + i % 2]} for i in range(8)]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = TrainConfig(model=str(tiny_bert), train_data=str(p), output=str(tmp_path / "out"), batch_size=4, max_steps=2, save_steps=100, max_length=16, device="cpu")
+    rec = train(cfg, MiningConfig())
+    assert rec["data"]["negatives_per_example"] == 1 and rec["data"]["examples_used"] == 8 and rec["steps"] == 2
