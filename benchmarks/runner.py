@@ -72,9 +72,23 @@ def load_dense_model(spec: str, cfg: EvalConfig) -> LoadedModel:
     st = load_sentence_transformer(src, pooling=cfg.pooling, max_length=cfg.max_length, device=default_device(cfg.device), trust_remote_code=cfg.trust_remote_code)
     enc = DenseEncoder(st, DenseEncoderConfig(similarity=cfg.similarity, query_prefix=cfg.query_prefix, doc_prefix=cfg.doc_prefix, batch_size=cfg.batch_size, dtype=cfg.dtype))
     log.info("%s: effective max length %d tokens", src.name, enc.max_length)
+    backend = swap_backbone(st, cfg)
     identity = dict(path=str(src.path), revision=src.revision, pooling=cfg.pooling, max_length=enc.max_length, similarity=cfg.similarity, query_prefix=cfg.query_prefix, doc_prefix=cfg.doc_prefix, dtype=cfg.dtype)
-    prov = dict(model_spec=spec, model_path=str(src.path), model_revision=src.revision, max_length=enc.max_length, pooling=cfg.pooling or "model default", similarity=cfg.similarity, dtype=cfg.dtype, query_prefix=cfg.query_prefix, doc_prefix=cfg.doc_prefix, device=str(st.device))
+    prov = dict(model_spec=spec, model_path=str(src.path), model_revision=src.revision, max_length=enc.max_length, pooling=cfg.pooling or "model default", similarity=cfg.similarity, dtype=cfg.dtype, query_prefix=cfg.query_prefix, doc_prefix=cfg.doc_prefix, device=str(st.device), backbone=backend)
     return LoadedModel(src.name + variant_suffix(cfg), enc, identity, prov)
+
+
+def swap_backbone(st_model, cfg: EvalConfig) -> str:
+    """Run ModernBERT checkpoints on our unpadded backbone (same weights); returns what runs, for the log."""
+    if cfg.no_unpadded:
+        return "transformers (padded, --no-unpadded)"
+    from encoders.modernbert_st import use_unpadded_modernbert
+
+    backend = use_unpadded_modernbert(st_model, backend=cfg.attn_backend, compile=cfg.compile)
+    if backend is None:
+        return "transformers"
+    log.info("ModernBERT: unpadded backbone, attention backend %s%s", backend, " (compiled MLPs)" if cfg.compile else "")
+    return f"unpadded ModernBERT ({backend})"
 
 
 def _load_model(spec: str, cfg: EvalConfig) -> LoadedModel:
