@@ -93,6 +93,7 @@ class _TokenEncoder:
 
 
 def test_colbert_search_is_exact_maxsim():
+    pytest.importorskip("retrieval.maxsim")  # the ColBERT engineer's module
     from datasets import Dataset
 
     from benchmarks.mteb_adapter import MtebColbertSearch
