@@ -350,12 +350,4 @@ class ModernBert(nn.Module):
         return self.cfg.to_hf()
 
 
-def describe(cfg: ModernBertConfig) -> str:
-    """One-line summary, e.g. for logs: layers, hidden size, parameter count."""
-    n = cfg.vocab_size * cfg.hidden_size + cfg.num_hidden_layers * (
-        4 * cfg.hidden_size**2 + 3 * cfg.hidden_size * cfg.intermediate_size
-    )
-    return f"ModernBERT L={cfg.num_hidden_layers} H={cfg.hidden_size} I={cfg.intermediate_size} ~{n / 1e6:.0f}M params"
-
-
-__all__ = ["ModernBertConfig", "ModernBert", "rope_cos_sin", "apply_rope", "describe"]
+__all__ = ["ModernBertConfig", "ModernBert", "rope_cos_sin", "apply_rope"]

@@ -81,3 +81,15 @@ def test_non_modernbert_is_left_alone(tiny_dir, tmp_path):
     before = st[0].auto_model
     assert use_unpadded_modernbert(st) is None
     assert st[0].auto_model is before
+
+
+def test_pylate_colbert_swap(tiny_dir):
+    from pylate import models
+
+    colbert = models.ColBERT(model_name_or_path=str(tiny_dir), device="cpu")
+    ref = colbert.encode(TEXTS, is_query=False, convert_to_tensor=False)
+    assert use_unpadded_modernbert(colbert) == "sdpa_blocked"
+    out = colbert.encode(TEXTS, is_query=False, convert_to_tensor=False)
+    assert [r.shape for r in ref] == [o.shape for o in out]
+    for r, o in zip(ref, out):
+        assert abs(torch.as_tensor(r) - torch.as_tensor(o)).max().item() <= 1e-5
