@@ -1,0 +1,168 @@
+"""Benchmark the multi-vector backends (exact, faiss, plaid) on the same stored ColBERT embeddings.
+
+    python -m benchmarks.colbert_backends --data /work/shared/data/scifact            # SciFact, all backends
+    python -m benchmarks.colbert_backends --data ... --plaid-docs 1000                 # PLAID on a corpus subset
+    python -m benchmarks.colbert_backends --peak-rss --data /work/shared/data/nfcorpus # faiss indexing peak RSS
+
+The model is a ColBERT built from the offline MiniLM (untrained, seeded 128-d projection).
+Per backend it prints nDCG@10 (pytrec_eval), the ratio to exact's, mean top-10 overlap with
+exact's lists, index build time, index size on disk, and median per-query latency (faiss
+and plaid: one query per call; exact: whole query set in batches, total / Q).
+
+``--plaid-docs N`` runs all three backends a second time on a subset corpus (every document
+judged relevant for a test query, then the first documents in corpus order up to N), for
+when a full PLAID build does not fit the time budget. The subset is cut from the stored
+embeddings: nothing is re-encoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.colbert_eval import encode_stores, load_colbert_model, stores_for
+from benchmarks.config import EvalConfig
+from benchmarks.data import load_beir
+from retrieval import dense
+from retrieval.metrics import evaluate
+from retrieval.multivector import ExactIndex, FaissTokenIndex, PlaidIndex
+from retrieval.token_store import TokenStore
+
+log = logging.getLogger("colbert_backends")
+
+
+def overlap_at(I: np.ndarray, ref: np.ndarray, k: int = 10) -> float:
+    """Mean |top-k(I) ∩ top-k(ref)| / k over queries."""
+    return float(np.mean([len(set(a[:k]) & set(b[:k]) - {-1}) / k for a, b in zip(I, ref)]))
+
+
+def subset_store(store: TokenStore, docs: list[int], folder: Path) -> TokenStore:
+    """A new store holding ``docs`` (document numbers of ``store``) in that order, copied, not re-encoded."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    ids = [str(d) for d in docs]
+    return TokenStore(folder).build(ids, ids, lambda keys: [np.asarray(store.doc(int(x)), dtype=np.float32) for x in keys], desc="copy subset")
+
+
+def bench(name: str, index, store: TokenStore, queries: list[np.ndarray], qids: list[str], doc_ids: list[str], qrels: dict, k: int, *, per_query: bool) -> dict:
+    t = time.perf_counter()
+    index.build(store)
+    build_s = time.perf_counter() - t
+    lat = []
+    t = time.perf_counter()
+    if per_query:
+        parts = []
+        for q in queries:
+            t1 = time.perf_counter()
+            parts.append(index.search([q], k))
+            lat.append(time.perf_counter() - t1)
+        D, I = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    else:
+        D, I = index.search(queries, k)
+    search_s = time.perf_counter() - t
+    run = dense.to_run(D, I, qids, doc_ids, k=k)
+    ndcg = evaluate(qrels, run)["ndcg@10"]
+    size = index.index_bytes() if hasattr(index, "index_bytes") else 0
+    out = dict(backend=name, ndcg10=ndcg, build_s=build_s, index_bytes=size, search_s=search_s, median_query_s=statistics.median(lat) if lat else search_s / len(queries), I=I)
+    log.info("%s: nDCG@10 %.4f build %.1fs search %.1fs", name, ndcg, build_s, search_s)
+    return out
+
+
+def report(title: str, rows: list[dict]) -> None:
+    ref = rows[0]
+    print(f"\n## {title}")
+    print(f"| backend | nDCG@10 | ratio to exact | top-10 overlap | build (s) | index size (MiB) | median query (ms) | all queries (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['backend']} | {r['ndcg10']:.4f} | {r['ndcg10'] / ref['ndcg10']:.4f} | {overlap_at(r['I'], ref['I']):.4f} | {r['build_s']:.1f} | {r['index_bytes'] / 2**20:.1f} | {1000 * r['median_query_s']:.1f} | {r['search_s']:.1f} |")
+    by = {r["backend"]: r for r in rows}
+    if "faiss" in by and "plaid" in by:
+        f, p = by["faiss"], by["plaid"]
+        print(f"faiss vs plaid: build {p['build_s'] / f['build_s']:.1f}x faster, median query {p['median_query_s'] / f['median_query_s']:.1f}x faster")
+    sys_stdout_flush()
+
+
+def sys_stdout_flush() -> None:
+    import sys
+
+    sys.stdout.flush()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="/work/shared/data/scifact")
+    ap.add_argument("--cache-dir", default="/tmp/colbert-bench-cache")
+    ap.add_argument("--doc-length", type=int, default=300)
+    ap.add_argument("--k", type=int, default=100, help="hits per query for every backend")
+    ap.add_argument("--backends", default="exact,faiss,plaid")
+    ap.add_argument("--plaid-docs", type=int, default=0, help="also run all backends on a subset of this many documents (0: no subset run)")
+    ap.add_argument("--faiss-threads", type=int, default=1, help="FAISS OpenMP threads (1: fastest on an oversubscribed shared CPU)")
+    ap.add_argument("--peak-rss", action="store_true", help="only encode (cached) and build the faiss index; report peak RSS vs float32 token size")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    cfg = EvalConfig(encoder="colbert", models="minilm", doc_length=args.doc_length, cache_dir=args.cache_dir, index="exact")
+    ds = load_beir(Path(args.data), "test")
+    model = load_colbert_model("minilm", cfg)
+    corpus_store, q_store = stores_for(ds, model, cfg)
+    timings: dict = {}
+    encode_stores(ds, model, corpus_store, q_store, timings)
+    del model
+    f32_mib = corpus_store.num_tokens * corpus_store.dim * 4 / 2**20
+    print(f"{ds.name}: {len(corpus_store)} docs, {corpus_store.num_tokens} doc tokens (float32 {f32_mib:.0f} MiB, fp16 store {corpus_store.nbytes() / 2**20:.0f} MiB), {len(q_store)} queries; encode corpus {timings['encode_corpus_s']:.0f}s ({timings['corpus_shards_encoded']} shards encoded this run)")
+
+    if args.peak_rss:
+        rss0 = peak_rss_mib()
+        idx = FaissTokenIndex(omp_threads=args.faiss_threads)
+        t = time.perf_counter()
+        idx.build(corpus_store)
+        print(f"faiss {idx.factory_used} build {time.perf_counter() - t:.1f}s; peak RSS {peak_rss_mib():.0f} MiB (after encoding {rss0:.0f} MiB) vs float32 token embeddings {f32_mib:.0f} MiB")
+        return 0
+
+    queries = [np.asarray(q_store.doc(i), dtype=np.float32) for i in range(len(q_store))]
+    qids, doc_ids = list(ds.queries), list(ds.corpus)
+    backends = args.backends.split(",")
+    work = Path(args.cache_dir) / "bench-indexes"
+
+    def make(name: str, tag: str):
+        if name == "exact":
+            return ExactIndex()
+        if name == "faiss":
+            return FaissTokenIndex(omp_threads=args.faiss_threads)
+        folder = work / f"plaid-{tag}"
+        if folder.exists():
+            shutil.rmtree(folder)  # always a fresh build: we time it
+        return PlaidIndex(folder=folder)
+
+    full = [b for b in backends if b != "plaid" or not args.plaid_docs]
+    rows = [bench(b, make(b, "full"), corpus_store, queries, qids, doc_ids, ds.qrels, args.k, per_query=b != "exact") for b in full]
+    report(f"{ds.name}: all {len(doc_ids)} documents, {len(qids)} queries, k={args.k}", rows)
+
+    if args.plaid_docs:
+        rel = {doc_ids.index(d) for q in ds.qrels.values() for d in q if d in ds.corpus}
+        docs = sorted(rel)
+        docs += [i for i in range(len(doc_ids)) if i not in rel][: max(0, args.plaid_docs - len(docs))]
+        docs = sorted(docs)
+        sub = subset_store(corpus_store, docs, work / "subset-store")
+        sub_ids = [doc_ids[i] for i in docs]
+        print(f"subset: {len(sub)} docs ({len(rel)} judged relevant + fill in corpus order), {sub.num_tokens} tokens")
+        rows = [bench(b, make(b, "subset"), sub, queries, qids, sub_ids, ds.qrels, args.k, per_query=b != "exact") for b in backends]
+        report(f"{ds.name} subset: {len(sub)} documents, {len(qids)} queries, k={args.k}", rows)
+    print(json.dumps({"peak_rss_mib": round(peak_rss_mib())}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

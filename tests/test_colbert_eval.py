@@ -1,0 +1,63 @@
+"""ColBERT through evaluate.py on a real SciFact slice with the offline MiniLM, cache reuse, and the --index mapping."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.colbert_eval import backend_for
+from benchmarks.results import load_results
+
+SCIFACT = Path("/work/shared/data/scifact")
+
+
+def test_index_flag_mapping():
+    assert backend_for("flat") == ("exact", {}) and backend_for("exact") == ("exact", {})
+    assert backend_for("faiss") == ("faiss", {}) and backend_for("plaid") == ("plaid", {})
+    assert backend_for("IVF256,PQ16x8") == ("faiss", {"factory": "IVF256,PQ16x8"})
+    assert backend_for("HNSW32") == ("faiss", {"factory": "HNSW32"})
+    with pytest.raises(ValueError, match="exact .*faiss.*plaid"):
+        backend_for("hnsw-typo")
+
+
+def _slice(dst: Path, n_queries=12, n_docs=60) -> Path:
+    """The docs judged for the first ``n_queries`` test queries, plus the first docs of the corpus up to ``n_docs``."""
+    rows = [line.rstrip("\n").split("\t") for line in (SCIFACT / "qrels" / "test.tsv").read_text().splitlines()[1:]]
+    qids = list(dict.fromkeys(r[0] for r in rows))[:n_queries]
+    rel = {r[1] for r in rows if r[0] in qids}
+    docs = []
+    with open(SCIFACT / "corpus.jsonl") as f:
+        for line in f:
+            d = json.loads(line)
+            if d["_id"] in rel or len(docs) < n_docs - len(rel):
+                docs.append(d)
+    (dst / "qrels").mkdir(parents=True)
+    (dst / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (dst / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join("\t".join(r) + "\n" for r in rows if r[0] in qids))
+    queries = [json.loads(x) for x in (SCIFACT / "queries.jsonl").read_text().splitlines()]
+    (dst / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries if q["_id"] in qids))
+    return dst
+
+
+@pytest.mark.skipif(not SCIFACT.is_dir(), reason="needs /work/shared/data/scifact")
+def test_colbert_end_to_end_and_cache_reuse(tmp_path):
+    import evaluate
+
+    data = _slice(tmp_path / "scifact")
+    common = ["--datasets", str(data), "--models", "minilm", "--encoder", "colbert", "--doc-length", "128", "--index", "exact", "--cache-dir", str(tmp_path / "cache"), "--top-k", "50", "-q"]
+    assert evaluate.main(common + ["--output", str(tmp_path / "r1")]) == 0
+    (first,) = load_results(tmp_path / "r1")
+    assert first.encoder == "colbert" and first.num_queries == 12
+    assert first.timings["corpus_shards_encoded"] == 1
+    prov = first.provenance
+    assert prov["doc_length"] == 128 and prov["query_length"] == 32 and prov["dim"] == 128 and prov["colbert_backend"] == "exact"
+    assert prov["model_revision"].startswith("sha256:") and prov["projection_seed"] == 0 and prov["query_prefix"] == "[Q] "
+    assert 0.5 < first.metrics["ndcg@10"] <= 1.0  # 12 queries over 60 docs: a working ColBERT finds most judged docs
+    stores = list((tmp_path / "cache" / "colbert").glob("tokens-corpus-*"))
+    assert len(stores) == 1 and (stores[0] / "meta.json").is_file()
+
+    # same cache, fresh output folder: nothing re-encoded (the untrained projection is seeded), identical scores
+    assert evaluate.main(common + ["--output", str(tmp_path / "r2")]) == 0
+    (second,) = load_results(tmp_path / "r2")
+    assert second.timings["corpus_shards_encoded"] == 0
+    assert second.metrics == first.metrics and second.config_key == first.config_key
