@@ -52,6 +52,7 @@ class TrainConfig:
     max_examples: int = _f(0, "subsample this many training examples (seeded; 0: all)")
     seed: int = _f(42, "seeds model init, data order, mining sampling and dropout")
     max_length: int = _f(256, "dpr: max tokens per text while training")
+    save_max_length: int | None = _f(None, "dpr: max_seq_length written into the saved model (default: --max-length); e.g. train at 128, encode at 256")
     query_length: int = _f(32, "colbert: query tokens ([MASK]-expanded)")
     doc_length: int = _f(256, "colbert: max document tokens while training")
     optimizer: str = _f("stableadamw", "stableadamw (torch-optimi, as ModernBERT) | adamw (torch)")
@@ -419,6 +420,8 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     t1, c1 = time.time(), time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
     train_wall, train_cpu = time.time() - t1, time.process_time() - c1
+    if cfg.encoder == "dpr" and cfg.save_max_length:
+        model.max_seq_length = cfg.save_max_length
     model.save(cfg.output)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     record = {
