@@ -19,6 +19,9 @@ import torch
 
 from benchmarks import datasets as ds_registry
 from benchmarks.config import EvalConfig, split_list
+from benchmarks.distributed import Dist
+from benchmarks.distributed import init as init_dist
+from benchmarks.distributed import shutdown as shutdown_dist
 from benchmarks.data import BeirDataset, doc_text, load_beir
 from benchmarks.leaderboard import write_leaderboard
 from benchmarks.results import Result, git_commit, library_versions, load_result, machine, result_stem, save_result
@@ -41,7 +44,9 @@ class LoadedModel:
 
 
 def default_device(device: str | None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device:
+        return device
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
 
 
 def variant_suffix(cfg: EvalConfig) -> str:
@@ -105,8 +110,12 @@ def _cache_root(cfg: EvalConfig) -> Path:
     return Path(cfg.cache_dir) if cfg.cache_dir else ds_registry.cache_dir()
 
 
-def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_ids: bool) -> tuple[dict, dict, dict]:
-    """Encode (cached), index (cached), search, score. Returns (run, timings, extra provenance)."""
+def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_ids: bool, d: Dist = Dist()) -> tuple[dict, dict, dict] | None:
+    """Encode (cached), index (cached), search, score. Returns (run, timings, extra provenance).
+
+    Under torchrun every rank encodes its share of the corpus shards; rank 0 does the rest and the
+    other ranks return None.
+    """
     timings: dict[str, float] = {}
     root = _cache_root(cfg)
     enc_key = cache_key(**model.identity)
@@ -131,7 +140,9 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
     corpus_store = EmbeddingStore(root / "embeddings" / f"{store_key}-s{cfg.shard_size}", shard_size=cfg.shard_size)
     if cfg.no_cache:
         _wipe(corpus_store.folder)
-    doc_emb = corpus_store.build(store_ids, texts, model.encoder.encode_documents, desc=f"encode {ds.name} corpus")
+    doc_emb = corpus_store.build(store_ids, texts, model.encoder.encode_documents, desc=f"encode {ds.name} corpus", rank=d.rank, world=d.world, barrier=d.barrier)
+    if not d.is_main:
+        return None
     timings["encode_corpus_s"] = time.perf_counter() - t
     timings["corpus_shards_encoded"] = corpus_store.encoded_shards
 
@@ -223,11 +234,19 @@ def resolve_dataset(spec: str, cfg: EvalConfig) -> Path:
 
 
 def run_retrieval(cfg: EvalConfig, dataset_specs: list[str]) -> list[Result]:
+    d = init_dist()
+    try:
+        return _run_retrieval(cfg, dataset_specs, d)
+    finally:
+        shutdown_dist(d)
+
+
+def _run_retrieval(cfg: EvalConfig, dataset_specs: list[str], d: Dist) -> list[Result]:
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     models: dict[str, LoadedModel] = {}
     results: list[Result] = []
-    common_prov = {"git_commit": git_commit(), "libraries": library_versions(), "machine": machine()}
+    common_prov = {"git_commit": git_commit(), "libraries": library_versions(), "machine": machine(), "world_size": d.world}
     model_specs = split_list(cfg.models)
     if not model_specs:
         raise ValueError("--models is empty")
@@ -257,6 +276,8 @@ def run_retrieval(cfg: EvalConfig, dataset_specs: list[str]) -> list[Result]:
                     log.info("cached: %s (%s) on %s/%s nDCG@10=%.4f", name, encoder, ds.name, cfg.split, cached.metrics["ndcg@10"])
                     results.append(cached)
                     continue
+            if mspec == "bm25" and not d.is_main:
+                continue  # BM25 is one process's work
             if mspec == "bm25":
                 from encoders.bm25 import bm25_search
 
@@ -266,9 +287,14 @@ def run_retrieval(cfg: EvalConfig, dataset_specs: list[str]) -> list[Result]:
             elif cfg.encoder == "colbert":
                 from benchmarks.colbert_eval import evaluate_colbert
 
+                if not d.is_main:
+                    continue  # ColBERT token stores are encoded by rank 0 alone for now
                 run_, timings, extra = evaluate_colbert(ds, models[mspec], cfg, ignore_ids)
             else:
-                run_, timings, extra = evaluate_dense(ds, models[mspec], cfg, ignore_ids)
+                out = evaluate_dense(ds, models[mspec], cfg, ignore_ids, d)
+                if out is None:  # a non-zero rank: its shards are on disk, rank 0 takes it from here
+                    continue
+                run_, timings, extra = out
             t = time.perf_counter()
             metrics = evaluate(ds.qrels, run_)
             timings["metrics_s"] = time.perf_counter() - t
@@ -291,7 +317,8 @@ def run_retrieval(cfg: EvalConfig, dataset_specs: list[str]) -> list[Result]:
             save_result(result, out_dir)
             log.info("%s (%s) on %s/%s: nDCG@10=%.4f in %.1fs", name, encoder, ds.name, cfg.split, metrics["ndcg@10"], timings["total_s"])
             results.append(result)
-    write_leaderboard(out_dir)
+    if d.is_main:
+        write_leaderboard(out_dir)
     return results
 
 

@@ -86,8 +86,13 @@ class EmbeddingStore:
     def missing_shards(self, n: int) -> list[int]:
         return [i for i in range((n + self.shard_size - 1) // self.shard_size) if not self.shard_path(i).is_file()]
 
-    def build(self, ids: Sequence[str], texts: Sequence[str], encode: Callable[[list[str]], np.ndarray], *, desc: str = "encode") -> np.ndarray:
-        """Encode what is missing, shard by shard, and return all rows ``(len(ids), dim)`` in ``ids`` order."""
+    def build(self, ids: Sequence[str], texts: Sequence[str], encode: Callable[[list[str]], np.ndarray], *, desc: str = "encode", rank: int = 0, world: int = 1, barrier: Callable[[], None] | None = None) -> np.ndarray | None:
+        """Encode what is missing, shard by shard, and return all rows ``(len(ids), dim)`` in ``ids`` order.
+
+        ``texts`` only needs slicing (``texts[lo:hi]``), so it can read lazily from disk. With
+        ``world > 1`` (torchrun), rank ``r`` encodes the missing shards ``i`` with ``i % world == r``,
+        everyone meets at ``barrier()``, and only rank 0 loads and returns the rows (others get None).
+        """
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -97,8 +102,9 @@ class EmbeddingStore:
             raise RuntimeError(f"{ids_path}: cached ids differ from this corpus; delete {self.folder} or use --no-cache")
         if not ids_path.is_file():
             atomic_write_json(ids_path, list(ids))
-        todo = self.missing_shards(len(ids))
-        self.encoded_shards = len(todo)  # how many shards this call had to encode (0 on a full cache hit)
+        missing = self.missing_shards(len(ids))
+        self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
+        todo = [i for i in missing if i % world == rank]
         bar = tqdm(total=sum(min(self.shard_size, len(ids) - i * self.shard_size) for i in todo), desc=desc, unit="text", disable=not todo)
         for i in todo:
             lo, hi = i * self.shard_size, min((i + 1) * self.shard_size, len(ids))
@@ -108,6 +114,10 @@ class EmbeddingStore:
             atomic_save_npy(self.shard_path(i), emb.astype(self.dtype, copy=False))
             bar.update(hi - lo)
         bar.close()
+        if world > 1:
+            barrier()
+            if rank != 0:
+                return None
         out = self.load(len(ids))
         atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": int(out.shape[1]), "dtype": str(self.dtype), "complete": True})
         return out

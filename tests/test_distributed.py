@@ -1,0 +1,97 @@
+"""torchrun: sharded encoding gives the single-process scores; shards resume; DDP training step with gathered negatives."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from benchmarks.results import load_results
+from tests.conftest import ROOT
+
+
+def torchrun(nproc, *args, env_extra=None):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1", f"--master-port={port}", str(ROOT / "evaluate.py"), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_equal_single_process_and_resume(tmp_path, scifact_slice, tiny_bert):
+    common = ["--datasets", str(scifact_slice), "--models", f"{tiny_bert}", "--shard-size", "32", "-q"]
+    single = tmp_path / "single"
+    p = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *common, "--output", str(single), "--cache-dir", str(tmp_path / "c1")], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    p = torchrun(2, *common, "--output", str(tmp_path / "ddp"), "--cache-dir", str(tmp_path / "c2"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    (a,), (b,) = load_results(single), load_results(tmp_path / "ddp")
+    assert b.provenance["world_size"] == 2 and a.provenance["world_size"] == 1
+    for m in a.metrics:
+        assert abs(a.metrics[m] - b.metrics[m]) <= 1e-6, m
+    # Resume by shard: drop one shard and the result; the rerun re-encodes exactly that shard.
+    (store,) = (tmp_path / "c2" / "embeddings").glob("corpus-*")
+    n_shards = len(list(store.glob("shard-*.npy")))
+    (store / "shard-00001.npy").unlink()
+    (store / "meta.json").unlink()
+    shutil.rmtree(tmp_path / "ddp")
+    p = torchrun(2, *common, "--output", str(tmp_path / "ddp"), "--cache-dir", str(tmp_path / "c2"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    (c,) = load_results(tmp_path / "ddp")
+    assert n_shards >= 7 and c.timings["corpus_shards_encoded"] == 1
+    assert c.metrics == b.metrics
+
+
+def _ddp_step(rank, world, port, queries, docs, model_dir, out):
+    import torch.distributed as dist
+    from sentence_transformers import SentenceTransformer, losses
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    loss_fn = losses.MultipleNegativesRankingLoss(model, gather_across_devices=True)
+    # find_unused_parameters: BERT's pooler gets no gradient; without it DDP's bucket never completes and nothing is averaged.
+    ddp = torch.nn.parallel.DistributedDataParallel(loss_fn, find_unused_parameters=True)
+    per = len(queries) // world
+    q, d = queries[rank * per : (rank + 1) * per], docs[rank * per : (rank + 1) * per]
+    feats = [model.tokenize(q), model.tokenize(d)]
+    loss = ddp(feats, None)
+    loss.backward()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.step()
+    losses_all = [torch.zeros(1) for _ in range(world)]
+    dist.all_gather(losses_all, loss.detach().reshape(1))
+    if rank == 0:
+        torch.save({"loss": torch.cat(losses_all).mean().item(), "params": {k: v.detach().clone() for k, v in model.state_dict().items()}}, out)
+    dist.destroy_process_group()
+
+
+def test_ddp_training_step_with_gathered_negatives_equals_single_process(tmp_path, tiny_bert):
+    """Two gloo processes, each with half the batch, gather negatives: loss and updated weights equal one process on the whole batch."""
+    import torch.multiprocessing as mp
+    from sentence_transformers import SentenceTransformer, losses
+
+    queries = [f"query number {i} about topic {i % 3}" for i in range(8)]
+    docs = [f"document {i} answering topic {i % 3} in detail" for i in range(8)]
+    torch.manual_seed(0)
+    model = SentenceTransformer(str(tiny_bert), device="cpu")
+    model.save(str(tmp_path / "st"))  # both runs start from the same saved weights (incl. pooling)
+    model = SentenceTransformer(str(tmp_path / "st"), device="cpu")
+    loss = losses.MultipleNegativesRankingLoss(model)([model.tokenize(queries), model.tokenize(docs)], None)
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp.pt"
+    mp.start_processes(_ddp_step, args=(2, port, queries, docs, tmp_path / "st", out), nprocs=2, join=True, start_method="spawn")
+    got = torch.load(out)
+    assert got["loss"] == pytest.approx(loss.item(), abs=1e-5)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(got["params"][k], v, atol=1e-5, rtol=1e-4)
