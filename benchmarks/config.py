@@ -43,6 +43,7 @@ class EvalConfig:
     ignore_identical_ids: bool = _f(False, "drop hits whose id equals the query id for every dataset (ArguAna and Quora get it automatically)")
     output: str = _f("results", "folder for result JSONs, run files and the leaderboard")
     cache_dir: str | None = _f(None, "embedding/index cache (default: $RETRIEVAL_CACHE or ~/.cache/modernretrieval)")
+    stream: bool = _f(False, "large corpora: read documents from disk per shard and build the index shard by shard (memory = index + one shard)")
     shard_size: int = _f(4096, "texts per cached embedding shard: a killed run resumes from the last finished shard")
     no_cache: bool = _f(False, "recompute everything: ignore cached results, embeddings and indexes")
     save_run: bool = _f(False, "also write a TREC run file per result")

@@ -17,8 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class BeirDataset:
     name: str
     path: Path
     split: str
-    corpus: Corpus
+    corpus: Corpus  # or a DiskCorpus (same interface) when loaded with stream=True
     queries: Queries  # only the queries that have qrels in this split
     qrels: Qrels
     checksum: str  # sha256 over corpus, queries and this split's qrels files
@@ -53,7 +56,8 @@ class BeirDataset:
 
 
 def _read_lines(path: Path):
-    """Yield (line_number, text) for each non-blank line; reject non-UTF-8 bytes."""
+    """Yield (line_number, byte_offset, text) for each non-blank line; reject non-UTF-8 bytes."""
+    offset = 0
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
@@ -61,56 +65,106 @@ def _read_lines(path: Path):
             except UnicodeDecodeError as e:
                 raise DataError(path, lineno, None, f"is not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
             if line.strip():
-                yield lineno, line
+                yield lineno, offset, line
+            offset += len(raw)
 
 
-def _read_jsonl(path: Path, required: tuple[str, ...]) -> dict[str, dict]:
-    """Read a JSONL file of records keyed by ``_id``; every record needs ``required`` string fields."""
+def _parse_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) -> dict:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(path, lineno, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
+    for field in ("_id", *required):
+        if field not in obj:
+            raise DataError(path, lineno, field, "is missing")
+        if field == "_id" and isinstance(obj[field], int):
+            obj[field] = str(obj[field])  # some BEIR dumps store numeric ids
+        if not isinstance(obj[field], str):
+            raise DataError(path, lineno, field, f"must be a string, got {type(obj[field]).__name__}")
+    if obj["_id"] == "":
+        raise DataError(path, lineno, "_id", "is empty")
+    title = obj.get("title")
+    if title is not None and not isinstance(title, str):
+        raise DataError(path, lineno, "title", f"must be a string, got {type(title).__name__}")
+    return obj
+
+
+def _iter_records(path: Path, required: tuple[str, ...]):
+    """Validated records of a JSONL file keyed by ``_id``: yields (line_number, byte_offset, record)."""
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
-    records: dict[str, dict] = {}
     first_line: dict[str, int] = {}
-    for lineno, line in _read_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, lineno, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
-        for field in ("_id", *required):
-            if field not in obj:
-                raise DataError(path, lineno, field, "is missing")
-            if field == "_id" and isinstance(obj[field], int):
-                obj[field] = str(obj[field])  # some BEIR dumps store numeric ids
-            if not isinstance(obj[field], str):
-                raise DataError(path, lineno, field, f"must be a string, got {type(obj[field]).__name__}")
+    for lineno, offset, line in _read_lines(path):
+        obj = _parse_record(path, lineno, line, required)
         _id = obj["_id"]
-        if _id == "":
-            raise DataError(path, lineno, "_id", "is empty")
-        if _id in records:
+        if _id in first_line:
             raise DataError(path, lineno, "_id", f"duplicate id {_id!r} (first seen on line {first_line[_id]})")
-        records[_id] = obj
         first_line[_id] = lineno
-    if not records:
+        yield lineno, offset, obj
+    if not first_line:
         raise DataError(path, None, None, "is empty: no records")
-    return records
 
 
 def load_corpus(path: Path) -> Corpus:
     """``corpus.jsonl`` -> ``{doc_id: {"title", "text"}}``. ``title`` may be absent (read as "")."""
-    records = _read_jsonl(Path(path), required=("text",))
-    corpus: Corpus = {}
-    for _id, obj in records.items():
-        title = obj.get("title") or ""
-        if not isinstance(title, str):
-            raise DataError(path, None, "title", f"of document {_id!r} must be a string")
-        corpus[_id] = {"title": title, "text": obj["text"]}
-    return corpus
+    return {obj["_id"]: {"title": obj.get("title") or "", "text": obj["text"]} for _, _, obj in _iter_records(Path(path), ("text",))}
+
+
+class DiskCorpus(Mapping):
+    """A validated ``corpus.jsonl`` read lazily: ids and byte offsets in memory, texts on disk.
+
+    Behaves like the corpus dict (``corpus[doc_id] -> {"title", "text"}``, iteration in file order),
+    so a corpus far larger than memory can be encoded in streaming fashion.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        ids, offsets = [], []
+        for _, offset, obj in _iter_records(self.path, ("text",)):
+            ids.append(obj["_id"])
+            offsets.append(offset)
+        self._ids = ids
+        self._pos = {d: i for i, d in enumerate(ids)}
+        self._offsets = np.asarray(offsets, dtype=np.int64)
+        self._fh = None
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self):
+        return iter(self._ids)
+
+    def __contains__(self, doc_id) -> bool:
+        return doc_id in self._pos
+
+    def __getitem__(self, doc_id: str) -> dict[str, str]:
+        if self._fh is None:
+            self._fh = open(self.path, "rb")
+        self._fh.seek(int(self._offsets[self._pos[doc_id]]))
+        obj = json.loads(self._fh.readline())
+        return {"title": obj.get("title") or "", "text": obj["text"]}
+
+
+class LazyTexts(Sequence):
+    """``texts[lo:hi]`` reads just those documents' ``doc_text`` from a (disk) corpus."""
+
+    def __init__(self, corpus: Mapping, doc_ids: list[str]):
+        self.corpus, self.doc_ids = corpus, doc_ids
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [doc_text(self.corpus[d]) for d in self.doc_ids[i]]
+        return doc_text(self.corpus[self.doc_ids[i]])
 
 
 def load_queries(path: Path) -> Queries:
     """``queries.jsonl`` -> ``{query_id: text}``."""
-    return {_id: obj["text"] for _id, obj in _read_jsonl(Path(path), required=("text",)).items()}
+    return {obj["_id"]: obj["text"] for _, _, obj in _iter_records(Path(path), ("text",))}
 
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
@@ -122,7 +176,7 @@ def load_qrels(path: Path) -> Qrels:
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
     qrels: Qrels = {}
-    lines = _read_lines(path)
+    lines = ((n, line) for n, _, line in _read_lines(path))
     try:
         lineno, header = next(lines)
     except StopIteration:
@@ -171,7 +225,7 @@ def dataset_checksum(folder: Path, split: str) -> str:
     return h.hexdigest()
 
 
-def load_beir(folder: Path, split: str = "test", *, name: str | None = None) -> BeirDataset:
+def load_beir(folder: Path, split: str = "test", *, name: str | None = None, stream: bool = False) -> BeirDataset:
     """Load one split of a BEIR folder and validate it.
 
     Queries are restricted to those with qrels in ``split`` (BEIR and MTEB do the same).
@@ -183,7 +237,7 @@ def load_beir(folder: Path, split: str = "test", *, name: str | None = None) -> 
     if not qrels_path.is_file():
         available = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise DataError(qrels_path, None, None, f"split {split!r} not found; available splits: {available}")
-    corpus = load_corpus(corpus_path)
+    corpus = DiskCorpus(corpus_path) if stream else load_corpus(corpus_path)
     queries = load_queries(queries_path)
     qrels = load_qrels(qrels_path)
     missing_q = [q for q in qrels if q not in queries]

@@ -8,6 +8,7 @@ stopped (finished results are skipped; a half-encoded corpus resumes from its la
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ from benchmarks.config import EvalConfig, split_list
 from benchmarks.distributed import Dist
 from benchmarks.distributed import init as init_dist
 from benchmarks.distributed import shutdown as shutdown_dist
-from benchmarks.data import BeirDataset, doc_text, load_beir
+from benchmarks.data import BeirDataset, LazyTexts, doc_text, load_beir
 from benchmarks.leaderboard import write_leaderboard
 from benchmarks.results import Result, git_commit, library_versions, load_result, machine, result_stem, save_result
 from retrieval import dense
@@ -123,7 +124,7 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
     qids = list(ds.queries)
 
     t = time.perf_counter()
-    texts = [doc_text(ds.corpus[d]) for d in doc_ids]
+    texts = LazyTexts(ds.corpus, doc_ids)  # read per shard: never all texts at once
     chunk_doc = None  # MaxP: the document index of each encoded chunk
     store_ids, store_key = doc_ids, f"corpus-{ds.corpus_checksum[:16]}-{enc_key}"
     if cfg.doc_handling == "maxp":
@@ -131,7 +132,7 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
 
         tok = model.encoder.model.tokenizer
         window = model.encoder.max_length - tok.num_special_tokens_to_add() - len(tok(cfg.doc_prefix, add_special_tokens=False)["input_ids"])
-        chunks = [chunk_text(t, tok, window, cfg.chunk_stride) for t in texts]
+        chunks = [chunk_text(t, tok, window, cfg.chunk_stride) for t in texts[:]]
         chunk_doc = np.repeat(np.arange(len(doc_ids)), [len(c) for c in chunks])
         texts = [piece for c in chunks for piece in c]
         store_ids = [f"{doc_ids[d]}#{j}" for d, c in enumerate(chunks) for j in range(len(c))]
@@ -140,9 +141,11 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
     corpus_store = EmbeddingStore(root / "embeddings" / f"{store_key}-s{cfg.shard_size}", shard_size=cfg.shard_size)
     if cfg.no_cache:
         _wipe(corpus_store.folder)
-    doc_emb = corpus_store.build(store_ids, texts, model.encoder.encode_documents, desc=f"encode {ds.name} corpus", rank=d.rank, world=d.world, barrier=d.barrier)
+    doc_emb = corpus_store.build(store_ids, texts, model.encoder.encode_documents, desc=f"encode {ds.name} corpus", rank=d.rank, world=d.world, barrier=d.barrier, load=not cfg.stream)
     if not d.is_main:
         return None
+    n_vec = len(store_ids)
+    dim = int(json.loads((corpus_store.folder / "meta.json").read_text())["dim"])
     timings["encode_corpus_s"] = time.perf_counter() - t
     timings["corpus_shards_encoded"] = corpus_store.encoded_shards
 
@@ -154,15 +157,22 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
     timings["encode_queries_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    factory = dense.factory_string(cfg.index, *doc_emb.shape)
+    factory = dense.factory_string(cfg.index, n_vec, dim)
+
+    def build():
+        if doc_emb is not None:
+            return dense.build_index(doc_emb, factory)
+        return dense.build_index_from_shards(lambda: corpus_store.iter_shards(n_vec), n_vec, dim, factory)
+
     index_path = root / "indexes" / f"{store_key}-{cache_key(factory=factory)}.faiss"
     if factory == "Flat":  # exact search: building is a copy, caching would only duplicate the embeddings
-        index = dense.build_index(doc_emb, factory)
+        index = build()
     elif index_path.is_file() and not cfg.no_cache:
         index = dense.load_index(index_path)
     else:
-        index = dense.build_index(doc_emb, factory)
+        index = build()
         dense.save_index(index, index_path)
+    del doc_emb  # the index holds the vectors now
     timings["index_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -176,7 +186,7 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
         D, I = max_over_chunks(*dense.search(index, q_emb, kc, desc=f"search {ds.name}"), chunk_doc, k + int(ignore_ids))
     run = dense.to_run(D, I, qids, doc_ids, ignore_identical_ids=ignore_ids, k=k)
     timings["search_s"] = time.perf_counter() - t
-    return run, timings, {"index": cfg.index, "faiss_factory": factory, "embedding_dim": int(doc_emb.shape[1]), "doc_handling": cfg.doc_handling}
+    return run, timings, {"index": cfg.index, "faiss_factory": factory, "embedding_dim": dim, "doc_handling": cfg.doc_handling}
 
 
 def _wipe(folder: Path) -> None:
@@ -253,7 +263,7 @@ def _run_retrieval(cfg: EvalConfig, dataset_specs: list[str], d: Dist) -> list[R
     for ds_spec in dataset_specs:
         folder = resolve_dataset(ds_spec, cfg)
         t0 = time.perf_counter()
-        ds = load_beir(folder, cfg.split, name=ds_spec if "/" not in ds_spec else None)
+        ds = load_beir(folder, cfg.split, name=ds_spec if "/" not in ds_spec else None, stream=cfg.stream)
         load_s = time.perf_counter() - t0
         spec = ds_registry.spec_for(ds.name)
         ignore_ids = cfg.ignore_identical_ids or spec.ignore_identical_ids

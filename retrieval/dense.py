@@ -54,6 +54,32 @@ def build_index(emb: np.ndarray, spec: str = "flat", *, seed: int = 0) -> faiss.
     return index
 
 
+def build_index_from_shards(shards, n: int, dim: int, spec: str = "flat", *, train_size: int = 100_000, seed: int = 0) -> faiss.Index:
+    """Like :func:`build_index`, but adds vectors shard by shard (an iterable of ``(<=S, dim)`` arrays).
+
+    Peak memory is the index plus one shard. Indexes that need training are trained on the first
+    ``train_size`` vectors, so call with a fresh iterable factory: ``shards`` must be re-iterable
+    (a callable returning an iterator) when training is needed.
+    """
+    index = faiss.index_factory(dim, factory_string(spec, n, dim), faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        sample, got = [], 0
+        for x in shards():
+            sample.append(np.ascontiguousarray(x[: train_size - got], dtype=np.float32))
+            got += len(sample[-1])
+            if got >= train_size:
+                break
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.cp.seed = seed
+        index.train(np.concatenate(sample))
+        del sample
+    for x in shards():
+        index.add(np.ascontiguousarray(x, dtype=np.float32))
+    set_search_params(index)
+    return index
+
+
 def set_search_params(index: faiss.Index, *, nprobe: int | None = None, ef_search: int = 128) -> None:
     """Sensible search-time defaults: HNSW efSearch=128; IVF nprobe = nlist/8 (at least 8)."""
     ivf = faiss.try_extract_index_ivf(index)

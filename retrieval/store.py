@@ -86,12 +86,14 @@ class EmbeddingStore:
     def missing_shards(self, n: int) -> list[int]:
         return [i for i in range((n + self.shard_size - 1) // self.shard_size) if not self.shard_path(i).is_file()]
 
-    def build(self, ids: Sequence[str], texts: Sequence[str], encode: Callable[[list[str]], np.ndarray], *, desc: str = "encode", rank: int = 0, world: int = 1, barrier: Callable[[], None] | None = None) -> np.ndarray | None:
+    def build(self, ids: Sequence[str], texts: Sequence[str], encode: Callable[[list[str]], np.ndarray], *, desc: str = "encode", rank: int = 0, world: int = 1, barrier: Callable[[], None] | None = None, load: bool = True) -> np.ndarray | None:
         """Encode what is missing, shard by shard, and return all rows ``(len(ids), dim)`` in ``ids`` order.
 
         ``texts`` only needs slicing (``texts[lo:hi]``), so it can read lazily from disk. With
         ``world > 1`` (torchrun), rank ``r`` encodes the missing shards ``i`` with ``i % world == r``,
         everyone meets at ``barrier()``, and only rank 0 loads and returns the rows (others get None).
+        ``load=False`` returns None instead of the rows (read them with :meth:`iter_shards`), so peak
+        memory stays at one shard.
         """
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
@@ -118,9 +120,14 @@ class EmbeddingStore:
             barrier()
             if rank != 0:
                 return None
-        out = self.load(len(ids))
-        atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": int(out.shape[1]), "dtype": str(self.dtype), "complete": True})
-        return out
+        dim = int(np.load(self.shard_path(0), mmap_mode="r").shape[1]) if len(ids) else 0
+        atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": dim, "dtype": str(self.dtype), "complete": True})
+        return self.load(len(ids)) if load else None
+
+    def iter_shards(self, n: int):
+        """The stored rows, one shard ``(<=shard_size, dim)`` at a time, in id order."""
+        for i in range((n + self.shard_size - 1) // self.shard_size):
+            yield np.load(self.shard_path(i))
 
     def load(self, n: int) -> np.ndarray:
         shards = [np.load(self.shard_path(i)) for i in range((n + self.shard_size - 1) // self.shard_size)]
