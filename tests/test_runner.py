@@ -156,3 +156,37 @@ def test_sigkill_during_encoding_resumes(tmp_path, small_slice):
     clean_out = tmp_path / "clean"
     assert evaluate.main(["--datasets", str(scifact_slice), "--models", "minilm", "--output", str(clean_out), "--cache-dir", str(tmp_path / "cache2"), "-q"]) == 0
     assert load_results(clean_out)[0].metrics == pytest.approx(resumed.metrics, abs=1e-6)
+
+
+def test_stream_mode_gives_identical_scores(tmp_path, scifact_slice, tiny_bert):
+    common = ["--datasets", str(scifact_slice), "--models", str(tiny_bert), "--shard-size", "50"]
+    assert run_eval(tmp_path / "a", *common)[0] == 0
+    assert run_eval(tmp_path / "b", *common, "--stream")[0] == 0
+    (a,), (b,) = load_results(tmp_path / "a" / "out"), load_results(tmp_path / "b" / "out")
+    assert a.metrics == b.metrics
+
+
+def test_disk_corpus_matches_loaded_corpus(scifact_slice):
+    from benchmarks.data import DiskCorpus, LazyTexts, doc_text, load_corpus
+
+    mem, disk = load_corpus(scifact_slice / "corpus.jsonl"), DiskCorpus(scifact_slice / "corpus.jsonl")
+    assert list(disk) == list(mem) and len(disk) == len(mem)
+    ids = list(mem)
+    assert all(disk[d] == mem[d] for d in ids[::7])
+    assert LazyTexts(disk, ids)[3:6] == [doc_text(mem[d]) for d in ids[3:6]]
+
+
+def test_ivf_index_built_from_shards_equals_in_memory(tmp_path):
+    import numpy as np
+
+    from retrieval import dense
+    from retrieval.store import EmbeddingStore
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    store = EmbeddingStore(tmp_path / "s", shard_size=700)
+    store.build([str(i) for i in range(3000)], [str(i) for i in range(3000)], lambda t: x[int(t[0]) : int(t[0]) + len(t)], load=False)
+    a = dense.build_index(x, "IVF16,Flat")
+    b = dense.build_index_from_shards(lambda: store.iter_shards(3000), 3000, 16, "IVF16,Flat")
+    q = x[:20] + 0.01
+    assert (dense.search(a, q, 10)[1] == dense.search(b, q, 10)[1]).all()
