@@ -52,6 +52,41 @@ def subset_store(store: TokenStore, docs: list[int], folder: Path) -> TokenStore
     return TokenStore(folder).build(ids, ids, lambda keys: [np.asarray(store.doc(int(x)), dtype=np.float32) for x in keys], desc="copy subset")
 
 
+def corpus_subset(ds, model, full: TokenStore, n: int, timings: dict):
+    """The first ``n`` documents in corpus order plus every document judged relevant for a test query.
+
+    Documents in the full store's finished shards are copied from it; only the rest are encoded.
+    Returns (dataset with the subset corpus, its token store).
+    """
+    from dataclasses import replace
+
+    from benchmarks.data import doc_text
+    from retrieval.store import cache_key
+
+    doc_ids = list(ds.corpus)
+    judged = {d for q in ds.qrels.values() for d in q if d in ds.corpus}
+    keep = [d for i, d in enumerate(doc_ids) if i < n or d in judged]
+    done = {}
+    n_shards = full.num_shards(len(doc_ids))
+    for s in range(n_shards):
+        if full._path("tokens", s).is_file():
+            lengths, tokens = np.load(full._path("lengths", s)), np.load(full._path("tokens", s), mmap_mode="r")
+            offs = np.concatenate([[0], np.cumsum(lengths)])
+            for j in range(len(lengths)):
+                done[doc_ids[s * full.shard_size + j]] = tokens[offs[j] : offs[j + 1]]
+    todo = [d for d in keep if d not in done]
+    log.info("subset: %d docs, %d from the full store, %d to encode", len(keep), len(keep) - len(todo), len(todo))
+
+    def encode(ids):
+        new = dict(zip([d for d in ids if d not in done], model.encoder.encode_documents([doc_text(ds.corpus[d]) for d in ids if d not in done])))
+        return [np.asarray(done[d] if d in done else new[d], dtype=np.float32) for d in ids]
+
+    t = time.perf_counter()
+    store = TokenStore(full.folder.with_name(full.folder.name + f"-subset-{cache_key(ids=keep)}")).build(keep, keep, encode, desc="subset corpus")
+    timings.update(encode_corpus_s=time.perf_counter() - t, corpus_shards_encoded=store.encoded_shards, encoded_docs=len(todo) if store.encoded_shards else 0)
+    return replace(ds, corpus={d: ds.corpus[d] for d in keep}), store
+
+
 def bench(name: str, index, store: TokenStore, queries: list[np.ndarray], qids: list[str], doc_ids: list[str], qrels: dict, k: int, *, per_query: bool) -> dict:
     t = time.perf_counter()
     index.build(store)
@@ -109,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="exact,faiss,plaid")
     ap.add_argument("--plaid-docs", type=int, default=0, help="also run all backends on a subset of this many documents (0: no subset run)")
     ap.add_argument("--faiss-threads", type=int, default=1, help="FAISS OpenMP threads (1: fastest on an oversubscribed shared CPU)")
+    ap.add_argument("--max-docs", type=int, default=0, help="benchmark on the first N documents plus every judged one (0: whole corpus); reuses finished shards of the full store")
     ap.add_argument("--peak-rss", action="store_true", help="only encode (cached) and build the faiss index; report peak RSS vs float32 token size")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -118,17 +154,41 @@ def main(argv: list[str] | None = None) -> int:
     model = load_colbert_model("minilm", cfg)
     corpus_store, q_store = stores_for(ds, model, cfg)
     timings: dict = {}
-    encode_stores(ds, model, corpus_store, q_store, timings)
+    if args.max_docs:
+        ds, corpus_store = corpus_subset(ds, model, corpus_store, args.max_docs, timings)
+        q_store.build(list(ds.queries), [ds.queries[q] for q in ds.queries], model.encoder.encode_queries, desc="encode queries")
+    else:
+        encode_stores(ds, model, corpus_store, q_store, timings)
     del model
     f32_mib = corpus_store.num_tokens * corpus_store.dim * 4 / 2**20
-    print(f"{ds.name}: {len(corpus_store)} docs, {corpus_store.num_tokens} doc tokens (float32 {f32_mib:.0f} MiB, fp16 store {corpus_store.nbytes() / 2**20:.0f} MiB), {len(q_store)} queries; encode corpus {timings['encode_corpus_s']:.0f}s ({timings['corpus_shards_encoded']} shards encoded this run)")
+    print(f"{ds.name}: {len(corpus_store)} docs, {corpus_store.num_tokens} doc tokens (float32 {f32_mib:.0f} MiB, fp16 store {corpus_store.nbytes() / 2**20:.0f} MiB), {len(q_store)} queries; encode corpus {timings['encode_corpus_s']:.0f}s ({timings['corpus_shards_encoded']} shards encoded this run)", flush=True)
 
     if args.peak_rss:
-        rss0 = peak_rss_mib()
+        import gc
+        import threading
+
+        import psutil
+
+        gc.collect()
+        proc = psutil.Process()
+        base = proc.memory_info().rss / 2**20
+        peak = [base]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], proc.memory_info().rss / 2**20)
+                time.sleep(0.05)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
         idx = FaissTokenIndex(omp_threads=args.faiss_threads)
         t = time.perf_counter()
         idx.build(corpus_store)
-        print(f"faiss {idx.factory_used} build {time.perf_counter() - t:.1f}s; peak RSS {peak_rss_mib():.0f} MiB (after encoding {rss0:.0f} MiB) vs float32 token embeddings {f32_mib:.0f} MiB")
+        build_s = time.perf_counter() - t
+        stop.set()
+        th.join()
+        print(f"faiss {idx.factory_used} build {build_s:.1f}s on {corpus_store.num_tokens} tokens; RSS before build {base:.0f} MiB, peak during build {peak[0]:.0f} MiB (+{peak[0] - base:.0f} MiB); process high-water mark {peak_rss_mib():.0f} MiB (includes encoding); float32 token embeddings {f32_mib:.0f} MiB")
         return 0
 
     queries = [np.asarray(q_store.doc(i), dtype=np.float32) for i in range(len(q_store))]

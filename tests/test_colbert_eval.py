@@ -61,3 +61,20 @@ def test_colbert_end_to_end_and_cache_reuse(tmp_path):
     (second,) = load_results(tmp_path / "r2")
     assert second.timings["corpus_shards_encoded"] == 0
     assert second.metrics == first.metrics and second.config_key == first.config_key
+
+
+def test_new_projection_is_seeded():
+    """A plain checkpoint gets a new random projection and marker rows: two loads must be bit-identical, or caches lie."""
+    import torch
+
+    from encoders.colbert import ColbertConfig, load_colbert
+    from encoders.loading import resolve_model
+
+    path = resolve_model("minilm").path
+    torch.manual_seed(1)
+    a = load_colbert(path, ColbertConfig(doc_length=64))
+    torch.manual_seed(123)  # a different caller RNG state: the seed is set inside load_colbert
+    b = load_colbert(path, ColbertConfig(doc_length=64))
+    assert a[-1].linear.weight.shape == (128, 384)
+    assert torch.equal(a[-1].linear.weight, b[-1].linear.weight)
+    assert torch.equal(a[0].auto_model.get_input_embeddings().weight, b[0].auto_model.get_input_embeddings().weight)  # [Q]/[D] rows
