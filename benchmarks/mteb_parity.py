@@ -85,6 +85,7 @@ def main(argv=None) -> None:
         folder = resolve(name, args.data_dir, download=False)
         mteb_name = REGISTRY[name].mteb_name
         peer, peer_s = run_mteb_st(folder, mteb_name, args.split, model_path, args.batch_size)
+        print(f"{mteb_name}: MTEB+ST wrapper nDCG@10 {peer:.5f} ({peer_s:.1f}s)", flush=True)  # printed at once: a killed run keeps it
         ours, ours_s = run_ours(folder, args.split, args.model, args.batch_size)
         row = {"mteb_task": mteb_name, "folder": str(folder), "mteb_st_ndcg@10": peer, "mteb_st_wall_s": peer_s, "ours_ndcg@10": ours, "ours_wall_s": ours_s, "diff": ours - peer, "wall_ratio_mteb_over_ours": peer_s / ours_s}
         print(f"{mteb_name} ({folder}): MTEB+ST wrapper nDCG@10 {peer:.5f} ({peer_s:.1f}s) | ours {ours:.5f} ({ours_s:.1f}s) | diff {ours - peer:+.5f} | wall MTEB/ours {peer_s / ours_s:.2f}x", flush=True)
