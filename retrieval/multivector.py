@@ -100,6 +100,7 @@ class FaissTokenIndex:
     n_rerank: int = 256  # candidates rescored exactly: max(k, n_rerank)
     train_per_centroid: int = 64  # k-means training sample = this * nlist tokens (at least 50k)
     seed: int = 0
+    add_chunk_tokens: int = 1 << 16  # tokens converted to float32 and added at a time (32 MiB at dim 128)
     omp_threads: int | None = None  # FAISS OpenMP threads; 1 is several times faster on an oversubscribed CPU
     cache_path: Path | None = None  # where the trained, filled index is kept
 
@@ -140,8 +141,8 @@ class FaissTokenIndex:
             train = sample_tokens(store, max(50_000, self.train_per_centroid * nlist), self.seed)
             index.train(train)
             del train
-        for s in range(len(store._tokens)):  # shard by shard: never the whole corpus in float32
-            index.add(np.asarray(store.shard_tokens(s), dtype=np.float32))
+        for _, tokens, _ in store.chunks(self.add_chunk_tokens):  # never more than one chunk in float32
+            index.add(np.asarray(tokens, dtype=np.float32))
         return index
 
     def index_bytes(self) -> int:
