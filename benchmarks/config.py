@@ -68,10 +68,11 @@ def add_flags(parser: argparse.ArgumentParser, cls=EvalConfig) -> None:
     for f in dataclasses.fields(cls):
         name = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
         tp = _flag_type(f.type)
+        text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
         if tp is bool:
-            parser.add_argument(name, dest=f.name, action="store_true", default=f.default, help=f.metadata["help"])
+            parser.add_argument(name, dest=f.name, action="store_true", default=f.default, help=text)
         else:
-            parser.add_argument(name, dest=f.name, type=tp, default=f.default, help=f.metadata["help"] + f" (default: {f.default})")
+            parser.add_argument(name, dest=f.name, type=tp, default=f.default, help=text + f" (default: {f.default})".replace("%", "%%"))
 
 
 def from_args(ns: argparse.Namespace, cls=EvalConfig):

@@ -54,3 +54,14 @@ def test_csv_header_and_values():
     rows = list(csv.reader(to_csv(RESULTS[:1]).splitlines()))
     assert rows[0][:8] == ["model", "encoder", "dataset", "split", "ndcg@10", "recall@100", "mrr@10", "map@100"]
     assert rows[1][:5] == ["ModernBERT-base", "dpr", "scifact", "test", "0.60000"]
+
+
+def test_cli_help_renders():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    for script in ("evaluate.py", "train.py"):
+        p = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=ROOT, capture_output=True, text=True)
+        assert p.returncode == 0 and "--output" in p.stdout, p.stderr
