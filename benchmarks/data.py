@@ -69,13 +69,25 @@ def _read_lines(path: Path):
             offset += len(raw)
 
 
-def _parse_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) -> dict:
+def read_lines(path: Path):
+    """(line_number, text) for each non-blank line of ``path``; non-UTF-8 bytes are a DataError."""
+    for lineno, _, line in _read_lines(path):
+        yield lineno, line
+
+
+def parse_json_object(path: Path, lineno: int, line: str) -> dict:
+    """One JSONL line as a dict; malformed JSON or a non-object is a DataError naming file and line."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         raise DataError(path, lineno, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(obj, dict):
         raise DataError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _parse_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) -> dict:
+    obj = parse_json_object(path, lineno, line)
     for field in ("_id", *required):
         if field not in obj:
             raise DataError(path, lineno, field, "is missing")

@@ -14,12 +14,11 @@ BEIR pairs are every (query, doc) with qrels score > 0 whose doc is in the corpu
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.data import BeirDataset, DataError, doc_text, load_beir
+from benchmarks.data import BeirDataset, DataError, doc_text, load_beir, parse_json_object, read_lines
 
 # The paper's fine-tuning data (ModernBERT, arXiv 2412.13663, appendix: retrieval fine-tuning).
 MSMARCO = {
@@ -76,31 +75,14 @@ def beir_examples(ds: BeirDataset) -> Examples:
     )
 
 
-def _lines(path: Path):
-    """(line_number, text) for each non-blank line; non-UTF-8 bytes are a DataError."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, lineno, None, f"is not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
-            if line.strip():
-                yield lineno, line
-
-
 def load_jsonl_examples(path: Path | str) -> Examples:
     """Read ``{"query", "positive", "negatives"?}`` lines; errors name the file, line and field."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
     qs, ps, ns = [], [], []
-    for lineno, line in _lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, lineno, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(path, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
+    for lineno, line in read_lines(path):
+        obj = parse_json_object(path, lineno, line)
         for key in ("query", "positive"):
             if key not in obj:
                 raise DataError(path, lineno, key, "is missing")
