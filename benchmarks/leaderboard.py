@@ -53,7 +53,13 @@ def pivot(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], li
             rows.append((r.model, r.encoder))
         if metric in r.metrics:
             cell[(r.model, r.encoder, col)] = r.metrics[metric]
-    return cols, rows, cell
+    return sorted(cols, key=_natural), rows, cell
+
+
+def _natural(name: str) -> tuple:
+    """``passkey-512`` before ``passkey-1024``: split off a trailing number."""
+    head, _, tail = name.rpartition("-")
+    return (head, int(tail), "") if tail.isdigit() else (name, -1, "")
 
 
 def to_markdown(results: list[Result], metric: str = "ndcg@10") -> str:
@@ -105,8 +111,9 @@ def paper_column(r: Result) -> str | None:
     return CODE_COLUMNS.get(r.dataset.lower()) if single else None
 
 
-def paper_table(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[list[float | None]], dict[str, list[str]]]:
-    """Rows = models, columns = Table 1; returns (row names, values, datasets averaged per column)."""
+def paper_table(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[list[float | None]], dict[str, list[str]], list[list[bool]]]:
+    """Rows = models, columns = Table 1; returns (row names, values, datasets averaged per column,
+    and per cell whether the row lacks some of the column's datasets, so its mean is not comparable)."""
     cells: dict[tuple[str, str], dict[str, float]] = {}
     used: dict[str, list[str]] = {c: [] for c in PAPER_COLUMNS}
     models: list[str] = []
@@ -119,14 +126,16 @@ def paper_table(results: list[Result], metric: str = "ndcg@10") -> tuple[list[st
         cells.setdefault((r.model, col), {})[r.dataset] = r.metrics[metric]
         if r.dataset not in used[col]:
             used[col].append(r.dataset)
-    values = []
+    values, partial = [], []
     for m in models:
-        row = []
+        row, part = [], []
         for c in PAPER_COLUMNS:
             vals = cells.get((m, c))
             row.append(sum(vals.values()) / len(vals) if vals else None)
+            part.append(bool(vals) and len(vals) < len(used[c]))
         values.append(row)
-    return models, values, used
+        partial.append(part)
+    return models, values, used, partial
 
 
 def breakdowns(results: list[Result], metric: str = "ndcg@10") -> dict[str, tuple[list[str], list[tuple[str, str]], dict]]:
@@ -143,9 +152,12 @@ def _fmt(v: float | None) -> str:
 
 def paper_markdown(results: list[Result], metric: str = "ndcg@10") -> str:
     """Table 1 (scores x100, as the paper prints them), then one breakdown per task with its mean."""
-    models, values, used = paper_table(results, metric)
-    out = [f"## Table 1 layout ({metric} x 100)\n", _md_table(["model"] + PAPER_COLUMNS, [[m] + [_fmt(v) for v in row] for m, row in zip(models, values)]), ""]
+    models, values, used, partial = paper_table(results, metric)
+    rows = [[m] + [_fmt(v) + ("*" if p else "") for v, p in zip(row, part)] for m, row, part in zip(models, values, partial)]
+    out = [f"## Table 1 layout ({metric} x 100)\n", _md_table(["model"] + PAPER_COLUMNS, rows), ""]
     notes = [f"- {c}: mean over {', '.join(ds)}" for c, ds in used.items() if ds]
+    if any(any(p) for p in partial):
+        notes.append("- \\* the row has only some of the column's datasets: its mean is not comparable with full rows.")
     out += notes + ["- BM25 rows fill the single-vector (DPR) columns as the lexical baseline.", ""]
     for task, (cols, rows, cell) in breakdowns(results, metric).items():
         body = []
@@ -158,7 +170,7 @@ def paper_markdown(results: list[Result], metric: str = "ndcg@10") -> str:
 
 
 def paper_csv(results: list[Result], metric: str = "ndcg@10") -> str:
-    models, values, _ = paper_table(results, metric)
+    models, values, _, _ = paper_table(results, metric)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["model"] + PAPER_COLUMNS)
@@ -175,8 +187,8 @@ def paper_html(results: list[Result], metric: str = "ndcg@10") -> str:
         trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
         return f"<table>\n<thead><tr>{th}</tr></thead>\n<tbody>{trs}</tbody>\n</table>"
 
-    models, values, _ = paper_table(results, metric)
-    parts = [f"<h2>Table 1 layout ({html.escape(metric)} x 100)</h2>", table(["model"] + PAPER_COLUMNS, [[m] + [_fmt(v) for v in row] for m, row in zip(models, values)])]
+    models, values, _, partial = paper_table(results, metric)
+    parts = [f"<h2>Table 1 layout ({html.escape(metric)} x 100)</h2>", table(["model"] + PAPER_COLUMNS, [[m] + [_fmt(v) + ("*" if p else "") for v, p in zip(row, part)] for m, row, part in zip(models, values, partial)])]
     for task, (cols, rows, cell) in breakdowns(results, metric).items():
         parts += [f"<h2>{html.escape(task)}</h2>", table(["model", "encoder"] + cols, [[m, e] + [_fmt(cell.get((m, e, c))) for c in cols] for m, e in rows])]
     style = "table{border-collapse:collapse;font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
@@ -184,35 +196,33 @@ def paper_html(results: list[Result], metric: str = "ndcg@10") -> str:
 
 
 def paper_png(results: list[Result], path: Path, metric: str = "ndcg@10") -> None:
-    """Grouped bar chart: one group per (task, dataset), one bar per (model, encoder)."""
+    """Bar chart of ``metric``: one panel per task, one group per dataset, one bar per (model, encoder)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: list[str] = []
-    series: dict[str, dict[str, float]] = {}
-    for r in results:
-        if metric not in r.metrics:
-            continue
-        g = f"{r.task}\n{r.dataset}"
-        if g not in groups:
-            groups.append(g)
-        series.setdefault(f"{r.model} ({r.encoder})", {})[g] = r.metrics[metric]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) * max(1, len(series)) / 2), 4.5))
-    width = 0.8 / max(1, len(series))
-    for i, (name, vals) in enumerate(series.items()):
-        xs = [j + (i - (len(series) - 1) / 2) * width for j, g in enumerate(groups) if g in vals]
-        ax.bar(xs, [vals[g] for g in groups if g in vals], width=width, label=name)
-    ax.set_xticks(range(len(groups)), groups, fontsize=8)
-    ax.set_ylabel(metric)
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{metric} per model and dataset")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
+    tasks = breakdowns(results, metric)
+    names = list(dict.fromkeys(f"{r.model} ({r.encoder})" for r in results))
+    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    widest = max((len(cols) for cols, _, _ in tasks.values()), default=1)
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(min(16, 2 + 0.9 * widest), 3.2 * max(1, len(tasks))), squeeze=False)
+    for ax, (task, (cols, rows, cell)) in zip(axes[:, 0], tasks.items()):
+        width = 0.8 / max(1, len(rows))
+        for i, (model, enc) in enumerate(rows):
+            xs = [j + (i - (len(rows) - 1) / 2) * width for j, c in enumerate(cols) if (model, enc, c) in cell]
+            ys = [cell[(model, enc, c)] for c in cols if (model, enc, c) in cell]
+            ax.bar(xs, ys, width=width, color=colors[f"{model} ({enc})"], label=f"{model} ({enc})")
+        ax.set_xticks(range(len(cols)), cols, fontsize=8, rotation=30, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(metric)
+        ax.set_title(task, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[n]) for n in names]
+    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(3, len(names)), frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.02 * ((len(names) - 1) // 3), 1, 1))
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     from retrieval.store import _atomic_write
 

@@ -24,7 +24,7 @@ RESULTS = [
 
 
 def test_paper_table_columns_and_means():
-    models, values, used = paper_table(RESULTS)
+    models, values, used, partial = paper_table(RESULTS)
     assert models == ["ModernBERT-base", "BM25"]
     row = dict(zip(PAPER_COLUMNS, values[0]))
     assert abs(row["BEIR-DPR"] - 0.45) < 1e-9  # mean of scifact and nfcorpus
@@ -32,6 +32,7 @@ def test_paper_table_columns_and_means():
     assert row["MLDR-ID"] == 0.40 and row["MLDR-OOD"] == 0.25
     assert dict(zip(PAPER_COLUMNS, values[1]))["BEIR-DPR"] == 0.69
     assert used["BEIR-DPR"] == ["scifact", "nfcorpus"]
+    assert partial[1][0] is True and partial[0][0] is False  # BM25 has scifact only
 
 
 def test_rerender_paper_layout_from_saved_results(tmp_path, capsys):
