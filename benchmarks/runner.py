@@ -139,8 +139,9 @@ def evaluate_dense(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_
         store_key += f"-maxp{window}-{cfg.chunk_stride or window}"
         timings["chunks"] = len(texts)
     corpus_store = EmbeddingStore(root / "embeddings" / f"{store_key}-s{cfg.shard_size}", shard_size=cfg.shard_size)
-    if cfg.no_cache:
+    if cfg.no_cache and d.is_main:
         _wipe(corpus_store.folder)
+    d.barrier()  # no rank writes a shard before rank 0 has wiped the old store
     doc_emb = corpus_store.build(store_ids, texts, model.encoder.encode_documents, desc=f"encode {ds.name} corpus", rank=d.rank, world=d.world, barrier=d.barrier, load=not cfg.stream)
     if not d.is_main:
         return None
