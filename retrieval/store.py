@@ -57,6 +57,18 @@ def remove_stale_temps(folder: Path) -> int:
     return n
 
 
+def prepare_store(folder: Path, ids: Sequence[str]) -> None:
+    """Open a sharded store folder for (re)building: create it, drop temp files a killed writer left,
+    and pin its id order in ``ids.json`` (refusing a cache built for other ids)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder)
+    ids_path = folder / "ids.json"
+    if ids_path.is_file() and json.loads(ids_path.read_text()) != list(ids):
+        raise RuntimeError(f"{ids_path}: cached ids differ from this corpus; delete {folder} or use --no-cache")
+    if not ids_path.is_file():
+        atomic_write_json(ids_path, list(ids))
+
+
 def cache_key(**fields) -> str:
     """A short stable hash of the fields that determine a cached artefact."""
     blob = json.dumps(fields, sort_keys=True, default=str).encode()
@@ -97,13 +109,7 @@ class EmbeddingStore:
         """
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.folder)
-        ids_path = self.folder / "ids.json"
-        if ids_path.is_file() and json.loads(ids_path.read_text()) != list(ids):
-            raise RuntimeError(f"{ids_path}: cached ids differ from this corpus; delete {self.folder} or use --no-cache")
-        if not ids_path.is_file():
-            atomic_write_json(ids_path, list(ids))
+        prepare_store(self.folder, ids)
         missing = self.missing_shards(len(ids))
         self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
         todo = [i for i in missing if i % world == rank]

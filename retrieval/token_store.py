@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from retrieval.store import atomic_save_npy, atomic_write_json, remove_stale_temps
+from retrieval.store import atomic_save_npy, atomic_write_json, prepare_store
 
 
 class TokenStore:
@@ -53,13 +53,7 @@ class TokenStore:
         """Encode the missing shards (``encode``: texts -> one ``(L_i, dim)`` array each), then :meth:`open`."""
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.folder)
-        ids_path = self.folder / "ids.json"
-        if ids_path.is_file() and json.loads(ids_path.read_text()) != list(ids):
-            raise RuntimeError(f"{ids_path}: cached ids differ from this corpus; delete {self.folder} or use --no-cache")
-        if not ids_path.is_file():
-            atomic_write_json(ids_path, list(ids))
+        prepare_store(self.folder, ids)
         todo = self.missing_shards(len(ids))
         self.encoded_shards = len(todo)  # 0 on a full cache hit
         bar = tqdm(total=sum(min(self.shard_size, len(ids) - i * self.shard_size) for i in todo), desc=desc, unit="doc", disable=not todo)
