@@ -13,8 +13,12 @@ import typing
 from dataclasses import dataclass, field
 
 
-def _f(default, help: str, **meta):
+def flag_field(default, help: str, **meta):
+    """A dataclass field whose ``help`` becomes its CLI flag's help text (see :func:`add_flags`)."""
     return field(default=default, metadata={"help": help, **meta})
+
+
+_f = flag_field
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,12 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
+from benchmarks.config import flag_field as _f
 
 
 @dataclass(frozen=True)

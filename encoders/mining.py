@@ -21,18 +21,16 @@ import json
 import logging
 import random
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.config import flag_field as _f
+
 log = logging.getLogger(__name__)
 
 Pool = dict[str, dict]
-
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)

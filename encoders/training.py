@@ -21,19 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from benchmarks.config import flag_field as _f
 from encoders.mining import MiningConfig, mine_pool, negatives_for_pairs, pool_stats
 from encoders.schedule import batch_plan, warmup_batch_size, wsd_factor
 
 log = logging.getLogger(__name__)
-
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
