@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -104,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t = record["time"]
     print(f"trained {record['steps']} steps ({record['loss']}) in {t['train_wall_s']} s wall / {t['train_cpu_s']} s CPU; model in {cfg.output}")
+    if "rank" in record:  # a non-zero torchrun rank: rank 0 saved the model and evaluates it
+        return 0
     if cfg.eval_data:
+        os.environ["WORLD_SIZE"] = "1"  # after torchrun training, rank 0 evaluates alone
         from benchmarks.config import EvalConfig
         from benchmarks.leaderboard import to_markdown
         from benchmarks.runner import run

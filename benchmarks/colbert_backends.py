@@ -93,12 +93,15 @@ def bench(name: str, index, store: TokenStore, queries: list[np.ndarray], qids: 
     build_s = time.perf_counter() - t
     lat = []
     t = time.perf_counter()
+    raw = []
     if per_query:
         parts = []
         for q in queries:
             t1 = time.perf_counter()
             parts.append(index.search([q], k))
             lat.append(time.perf_counter() - t1)
+            if hasattr(index, "raw"):
+                raw.append(index.raw)
         D, I = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     else:
         D, I = index.search(queries, k)
@@ -108,7 +111,15 @@ def bench(name: str, index, store: TokenStore, queries: list[np.ndarray], qids: 
     size = index.index_bytes() if hasattr(index, "index_bytes") else 0
     out = dict(backend=name, ndcg10=ndcg, build_s=build_s, index_bytes=size, search_s=search_s, median_query_s=statistics.median(lat) if lat else search_s / len(queries), I=I)
     log.info("%s: nDCG@10 %.4f build %.1fs search %.1fs", name, ndcg, build_s, search_s)
+    if raw:  # plaid: also PLAID's own scores from the same searches (rows share build and latency)
+        D0, I0 = np.concatenate([r[0] for r in raw]), np.concatenate([r[1] for r in raw])
+        own = dict(out, backend=f"{name} (own 4-bit scores)", ndcg10=evaluate(qrels, dense.to_run(D0, I0, qids, doc_ids, k=k))["ndcg@10"], I=I0)
+        return [out, own]
     return out
+
+
+def flat(rows: list) -> list[dict]:
+    return [r for x in rows for r in (x if isinstance(x, list) else [x])]
 
 
 def report(title: str, rows: list[dict]) -> None:
@@ -207,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         return PlaidIndex(folder=folder)
 
     full = [b for b in backends if b != "plaid" or not args.plaid_docs]
-    rows = [bench(b, make(b, "full"), corpus_store, queries, qids, doc_ids, ds.qrels, args.k, per_query=b != "exact") for b in full]
+    rows = flat([bench(b, make(b, "full"), corpus_store, queries, qids, doc_ids, ds.qrels, args.k, per_query=b != "exact") for b in full])
     report(f"{ds.name}: all {len(doc_ids)} documents, {len(qids)} queries, k={args.k}", rows)
 
     if args.plaid_docs:
@@ -218,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         sub = subset_store(corpus_store, docs, work / "subset-store")
         sub_ids = [doc_ids[i] for i in docs]
         print(f"subset: {len(sub)} docs ({len(rel)} judged relevant + fill in corpus order), {sub.num_tokens} tokens")
-        rows = [bench(b, make(b, "subset"), sub, queries, qids, sub_ids, ds.qrels, args.k, per_query=b != "exact") for b in backends]
+        rows = flat([bench(b, make(b, "subset"), sub, queries, qids, sub_ids, ds.qrels, args.k, per_query=b != "exact") for b in backends])
         report(f"{ds.name} subset: {len(sub)} documents, {len(qids)} queries, k={args.k}", rows)
     print(json.dumps({"peak_rss_mib": round(peak_rss_mib())}))
     return 0

@@ -20,7 +20,8 @@ import time
 from importlib.metadata import version
 
 from benchmarks.config import EvalConfig
-from benchmarks.data import BeirDataset, doc_text
+from benchmarks.data import BeirDataset, LazyTexts
+from benchmarks.distributed import Dist
 from benchmarks.runner import LoadedModel, _cache_root, default_device, variant_suffix
 from retrieval import dense
 from retrieval.multivector import FaissTokenIndex, MultiVectorIndex, make_index
@@ -80,7 +81,8 @@ def backend_for(spec: str) -> tuple[str, dict]:
 
 
 def _store_folder(cfg: EvalConfig, kind: str, checksum: str, enc_key: str):
-    return _cache_root(cfg) / "colbert" / f"tokens-{kind}-{checksum[:16]}-{enc_key}"
+    shards = "" if cfg.token_shard_size == 1024 else f"-s{cfg.token_shard_size}"  # the default keeps its unsuffixed name
+    return _cache_root(cfg) / "colbert" / f"tokens-{kind}-{checksum[:16]}-{enc_key}{shards}"
 
 
 def open_index(backend: str, options: dict, store: TokenStore, cfg: EvalConfig, corpus_checksum: str, enc_key: str) -> MultiVectorIndex:
@@ -110,35 +112,49 @@ def wipe_caches(cfg: EvalConfig, corpus_checksum: str, enc_key: str) -> None:
 def stores_for(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig) -> tuple[TokenStore, TokenStore]:
     """The (corpus, queries) token stores of ``ds`` under ``model``, at their cache locations (not built yet)."""
     enc_key = cache_key(**model.identity)
-    return TokenStore(_store_folder(cfg, "corpus", ds.corpus_checksum, enc_key)), TokenStore(_store_folder(cfg, "queries", ds.checksum, enc_key))
+    return (TokenStore(_store_folder(cfg, "corpus", ds.corpus_checksum, enc_key), shard_size=cfg.token_shard_size),
+            TokenStore(_store_folder(cfg, "queries", ds.checksum, enc_key), shard_size=cfg.token_shard_size))
 
 
-def encode_stores(ds: BeirDataset, model: LoadedModel, corpus_store: TokenStore, q_store: TokenStore, timings: dict) -> None:
-    """Encode whatever shards of the two stores are missing; adds encode times and ``corpus_shards_encoded`` to ``timings``."""
+def encode_stores(ds: BeirDataset, model: LoadedModel, corpus_store: TokenStore, q_store: TokenStore, timings: dict, d: Dist = Dist()) -> bool:
+    """Encode whatever shards of the two stores are missing; adds encode times and ``corpus_shards_encoded`` to ``timings``.
+
+    Under torchrun every rank encodes its share of the corpus shards; rank 0 then encodes the
+    queries. Returns False on the other ranks (their work is on disk).
+    """
     doc_ids, qids = list(ds.corpus), list(ds.queries)
     t = time.perf_counter()
-    corpus_store.build(doc_ids, [doc_text(ds.corpus[d]) for d in doc_ids], model.encoder.encode_documents, desc=f"encode {ds.name} corpus")
+    corpus_store.build(doc_ids, LazyTexts(ds.corpus, doc_ids), model.encoder.encode_documents, desc=f"encode {ds.name} corpus", rank=d.rank, world=d.world, barrier=d.barrier)
+    if not d.is_main:
+        return False
     timings["encode_corpus_s"] = time.perf_counter() - t
     timings["corpus_shards_encoded"] = corpus_store.encoded_shards
     t = time.perf_counter()
     q_store.build(qids, [ds.queries[q] for q in qids], model.encoder.encode_queries, desc=f"encode {ds.name} queries")
     timings["encode_queries_s"] = time.perf_counter() - t
+    return True
 
 
-def evaluate_colbert(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_ids: bool) -> tuple[dict, dict, dict]:
-    """Encode (cached), index (cached), search, make a run. Returns (run, timings, extra provenance)."""
+def evaluate_colbert(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignore_ids: bool, d: Dist = Dist()) -> tuple[dict, dict, dict] | None:
+    """Encode (cached), index (cached), search, make a run. Returns (run, timings, extra provenance).
+
+    Under torchrun every rank encodes its share of the corpus token shards; rank 0 does the rest
+    and the other ranks return None.
+    """
     timings: dict[str, float] = {}
     enc_key = cache_key(**model.identity)
     backend, options = backend_for(cfg.index)  # fail fast, before encoding
     doc_ids, qids = list(ds.corpus), list(ds.queries)
     corpus_store, q_store = stores_for(ds, model, cfg)
-    if cfg.no_cache:
+    if cfg.no_cache and d.is_main:
         for folder in (corpus_store.folder, q_store.folder):
             if folder.exists():
                 shutil.rmtree(folder)
         wipe_caches(cfg, ds.corpus_checksum, enc_key)
+    d.barrier()  # no rank writes a shard before rank 0 has wiped the old store
 
-    encode_stores(ds, model, corpus_store, q_store, timings)
+    if not encode_stores(ds, model, corpus_store, q_store, timings, d):
+        return None
     queries = [q_store.doc(i) for i in range(len(q_store))]
 
     t = time.perf_counter()
@@ -155,5 +171,5 @@ def evaluate_colbert(ds: BeirDataset, model: LoadedModel, cfg: EvalConfig, ignor
     if backend == "faiss":
         extra.update(faiss_factory=index.factory_used, k_tokens=index.k_tokens, n_rerank=index.n_rerank, nprobe=index.nprobe_used)
     if backend == "plaid":
-        extra.update(plaid=dict(nbits=index.nbits, kmeans_niters=index.kmeans_niters, n_ivf_probe=index.n_ivf_probe, n_full_scores=index.n_full_scores))
+        extra.update(plaid=dict(nbits=index.nbits, kmeans_niters=index.kmeans_niters, n_ivf_probe=index.n_ivf_probe, n_full_scores=index.n_full_scores, rerank=index.rerank, n_rerank=index.n_rerank))
     return run, timings, extra

@@ -49,6 +49,7 @@ class EvalConfig:
     cache_dir: str | None = _f(None, "embedding/index cache (default: $RETRIEVAL_CACHE or ~/.cache/modernretrieval)")
     stream: bool = _f(False, "large corpora: read documents from disk per shard and build the index shard by shard (memory = index + one shard)")
     shard_size: int = _f(4096, "texts per cached embedding shard: a killed run resumes from the last finished shard")
+    token_shard_size: int = _f(1024, "colbert: documents per cached token-embedding shard (the resume and torchrun unit)")
     no_cache: bool = _f(False, "recompute everything: ignore cached results, embeddings and indexes")
     save_run: bool = _f(False, "also write a TREC run file per result")
     attn_backend: str = _f("auto", "ModernBERT attention: auto | sdpa_blocked | sdpa_loop | flash_attn | torch_varlen")

@@ -298,9 +298,10 @@ def _run_retrieval(cfg: EvalConfig, dataset_specs: list[str], d: Dist) -> list[R
             elif cfg.encoder == "colbert":
                 from benchmarks.colbert_eval import evaluate_colbert
 
-                if not d.is_main:
-                    continue  # ColBERT token stores are encoded by rank 0 alone for now
-                run_, timings, extra = evaluate_colbert(ds, models[mspec], cfg, ignore_ids)
+                out = evaluate_colbert(ds, models[mspec], cfg, ignore_ids, d)
+                if out is None:  # a non-zero rank: its token shards are on disk, rank 0 takes it from here
+                    continue
+                run_, timings, extra = out
             else:
                 out = evaluate_dense(ds, models[mspec], cfg, ignore_ids, d)
                 if out is None:  # a non-zero rank: its shards are on disk, rank 0 takes it from here

@@ -397,10 +397,18 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
 
     from benchmarks.results import git_commit, library_versions, machine
 
+    from benchmarks import distributed
+
     t0, c0 = time.time(), time.process_time()
     loss_name = resolve_loss(cfg)
-    set_seed(cfg.seed)
-    train_set = build_train_set(cfg, mining, loss_name)
+    # Under torchrun, join the process group before the loss is made (it gathers negatives only
+    # when torch.distributed is up). Rank 0 mines first; the others then read its mining cache.
+    d = distributed.init()
+    for turn in ([True, False] if d.world > 1 else [True]):
+        if d.is_main == turn:
+            set_seed(cfg.seed)
+            train_set = build_train_set(cfg, mining, loss_name)
+        d.barrier()
     t_data = time.time() - t0
     set_seed(cfg.seed)  # the student's new layers (ColBERT projection) do not depend on how mining went
     model, src = load_student(cfg)
@@ -410,13 +418,17 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
         from pylate import utils
 
         collator = utils.ColBERTCollator(model.tokenize)
-    trainer = make_trainer(model, make_loss(model, loss_name, cfg), train_set.dataset, cfg, collator=collator)
+    loss_module = make_loss(model, loss_name, cfg)
+    trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator)
     resume_from = last_checkpoint(cfg.output) if cfg.resume else None
     if cfg.resume and resume_from is None:
         log.info("--resume: no checkpoint in %s/checkpoints; starting fresh", cfg.output)
     t1, c1 = time.time(), time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
     train_wall, train_cpu = time.time() - t1, time.process_time() - c1
+    if not d.is_main:  # rank 0 saves the model and the record
+        distributed.shutdown(d)
+        return {"steps": trainer.state.global_step, "rank": d.rank, "time": {"train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1)}, "loss": loss_name}
     if cfg.encoder == "dpr" and cfg.save_max_length:
         model.max_seq_length = cfg.save_max_length
     model.save(cfg.output)
@@ -430,6 +442,9 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
         "data": train_set.stats,
         "steps": trainer.state.global_step,
         "resumed_from": resume_from,
+        "world_size": d.world,
+        "global_batch_size": cfg.batch_size * d.world,
+        "gather_across_devices": bool(getattr(loss_module, "gather_across_devices", False)),
         "train_loss": out.training_loss,
         "loss_log": losses,
         "time": {"data_wall_s": round(t_data, 1), "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1), "total_wall_s": round(time.time() - t0, 1), "total_cpu_s": round(time.process_time() - c0, 1)},
@@ -441,4 +456,5 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
 
     atomic_write_json(Path(cfg.output) / "train_result.json", record)
     log.info("saved %s (%d steps, %.0f s train wall, %.0f s train CPU)", cfg.output, record["steps"], train_wall, train_cpu)
+    distributed.shutdown(d)
     return record

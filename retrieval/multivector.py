@@ -17,7 +17,10 @@ Backends (``BACKENDS`` maps the names):
   by that query token's ``k_tokens``-th score (XTR, Lee et al. 2023, sec. 3.2), then
   rescored by exact MaxSim from the float16 store. Every returned score is exact.
 * ``plaid``: PyLate's PLAID (fast-plaid; Santhanam et al. 2022, "PLAID") built from the
-  same stored embeddings.
+  same stored embeddings. By default PLAID only proposes candidates (its top ``n_rerank``)
+  and they are rescored by exact MaxSim from the float16 store, as for ``faiss``: PLAID's
+  own scores come from 4-bit residuals, which reorder near-ties. ``rerank=False`` returns
+  PLAID's own scores.
 """
 
 from __future__ import annotations
@@ -197,6 +200,8 @@ class PlaidIndex:
     n_full_scores: int = 8192
     seed: int = 42
     show_progress: bool = False
+    rerank: bool = True  # rescore PLAID's candidates by exact MaxSim from the store
+    n_rerank: int = 256  # candidates asked of PLAID and rescored: max(k, n_rerank)
 
     def _open(self, override: bool):
         from pylate.indexes import PLAID
@@ -233,10 +238,23 @@ class PlaidIndex:
 
     def search(self, queries: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         D, I = _empty(len(queries), k)
-        hits = self.index([torch.from_numpy(np.asarray(q, dtype=np.float32)) for q in queries], k=min(k, len(self.store)))
+        self.raw = _empty(len(queries), k)  # PLAID's own top-k and scores, kept for comparison
+        n = min(max(k, self.n_rerank) if self.rerank else k, len(self.store))
+        hits = self.index([torch.from_numpy(np.asarray(q, dtype=np.float32)) for q in queries], k=n)
         for qi, row in enumerate(hits):
-            for j, h in enumerate(row[:k]):
-                D[qi, j], I[qi, j] = h["score"], int(h["id"])
+            cands = np.array([int(h["id"]) for h in row], dtype=np.int64)
+            if len(cands) == 0:
+                continue
+            own = np.array([h["score"] for h in row], dtype=np.float32)
+            self.raw[0][qi, : min(k, len(row))], self.raw[1][qi, : min(k, len(row))] = own[:k], cands[:k]
+            if self.rerank:
+                q, q_mask = pad_queries([queries[qi]])
+                tokens, lengths = self.store.gather(cands)
+                scores = maxsim_flat(q, q_mask, torch.from_numpy(tokens.astype(np.float32)), torch.from_numpy(lengths))[0].numpy()
+            else:
+                scores = own
+            order = np.argsort(-scores, kind="stable")[:k]
+            D[qi, : len(order)], I[qi, : len(order)] = scores[order], cands[order]
         return D, I
 
 

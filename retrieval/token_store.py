@@ -49,13 +49,20 @@ class TokenStore:
         meta = self.folder / "meta.json"
         return meta.is_file() and json.loads(meta.read_text()).get("complete", False)
 
-    def build(self, ids: Sequence[str], texts: Sequence[str], encode: Callable[[list[str]], list[np.ndarray]], *, desc: str = "encode") -> "TokenStore":
-        """Encode the missing shards (``encode``: texts -> one ``(L_i, dim)`` array each), then :meth:`open`."""
+    def build(self, ids: Sequence[str], texts: Sequence[str], encode: Callable[[list[str]], list[np.ndarray]], *, desc: str = "encode",
+              rank: int = 0, world: int = 1, barrier: Callable[[], None] | None = None) -> "TokenStore | None":
+        """Encode the missing shards (``encode``: texts -> one ``(L_i, dim)`` array each), then :meth:`open`.
+
+        With ``world > 1`` (torchrun), rank ``r`` encodes the missing shards ``i`` with
+        ``i % world == r``, everyone meets at ``barrier()``, and only rank 0 opens the store and
+        returns it (the others return None).
+        """
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
         prepare_store(self.folder, ids)
-        todo = self.missing_shards(len(ids))
-        self.encoded_shards = len(todo)  # 0 on a full cache hit
+        missing = self.missing_shards(len(ids))
+        self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
+        todo = [i for i in missing if i % world == rank]
         bar = tqdm(total=sum(min(self.shard_size, len(ids) - i * self.shard_size) for i in todo), desc=desc, unit="doc", disable=not todo)
         for i in todo:
             lo, hi = i * self.shard_size, min((i + 1) * self.shard_size, len(ids))
@@ -68,6 +75,10 @@ class TokenStore:
             atomic_save_npy(self._path("tokens", i), tokens)  # last: marks the shard done
             bar.update(hi - lo)
         bar.close()
+        if world > 1:
+            barrier()
+            if rank != 0:
+                return None
         self.open()
         if not self.complete:
             atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": self.dim, "tokens": self.num_tokens, "dtype": "float16", "complete": True})

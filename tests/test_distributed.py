@@ -22,28 +22,39 @@ def torchrun(nproc, *args, env_extra=None):
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+# encoder -> (flags, cache subfolder, store glob, shard file pattern)
+SHARDED = {
+    "dpr": (["--shard-size", "32"], "embeddings", "corpus-*", "shard-{:05d}.npy"),
+    "colbert": (["--encoder", "colbert", "--index", "exact", "--doc-length", "64", "--token-shard-size", "32"], "colbert", "tokens-corpus-*", "tokens-{:05d}.npy"),
+}
+
+
 @pytest.mark.slow
-def test_torchrun_two_ranks_equal_single_process_and_resume(tmp_path, scifact_slice, tiny_bert):
-    common = ["--datasets", str(scifact_slice), "--models", f"{tiny_bert}", "--shard-size", "32", "-q"]
-    single = tmp_path / "single"
-    p = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *common, "--output", str(single), "--cache-dir", str(tmp_path / "c1")], cwd=ROOT, capture_output=True, text=True)
+@pytest.mark.parametrize("encoder", list(SHARDED))
+def test_torchrun_two_ranks_equal_single_process_and_resume(tmp_path, scifact_slice, tiny_bert, encoder):
+    """Each rank encodes its corpus shards, rank 0 searches: same scores as one process; one lost shard is all that is re-encoded."""
+    flags, sub, pattern, shard = SHARDED[encoder]
+    common = ["--datasets", str(scifact_slice), "--models", f"{tiny_bert}", *flags, "-q"]
+    p = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *common, "--output", str(tmp_path / "single"), "--cache-dir", str(tmp_path / "c1")], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
     p = torchrun(2, *common, "--output", str(tmp_path / "ddp"), "--cache-dir", str(tmp_path / "c2"))
     assert p.returncode == 0, p.stderr[-3000:]
-    (a,), (b,) = load_results(single), load_results(tmp_path / "ddp")
+    (a,), (b,) = load_results(tmp_path / "single"), load_results(tmp_path / "ddp")
+    assert a.encoder == b.encoder == encoder
     assert b.provenance["world_size"] == 2 and a.provenance["world_size"] == 1
     for m in a.metrics:
         assert abs(a.metrics[m] - b.metrics[m]) <= 1e-6, m
-    # Resume by shard: drop one shard and the result; the rerun re-encodes exactly that shard.
-    (store,) = (tmp_path / "c2" / "embeddings").glob("corpus-*")
-    n_shards = len(list(store.glob("shard-*.npy")))
-    (store / "shard-00001.npy").unlink()
+    # Resume by shard: drop one shard (rank 1's) and the result; the rerun re-encodes exactly that shard.
+    (store,) = (tmp_path / "c2" / sub).glob(pattern)
+    n_shards = len(list(store.glob(shard.replace("{:05d}", "*"))))
+    assert n_shards >= 7 and b.timings["corpus_shards_encoded"] == n_shards
+    (store / shard.format(1)).unlink()
     (store / "meta.json").unlink()
     shutil.rmtree(tmp_path / "ddp")
     p = torchrun(2, *common, "--output", str(tmp_path / "ddp"), "--cache-dir", str(tmp_path / "c2"))
     assert p.returncode == 0, p.stderr[-3000:]
     (c,) = load_results(tmp_path / "ddp")
-    assert n_shards >= 7 and c.timings["corpus_shards_encoded"] == 1
+    assert c.timings["corpus_shards_encoded"] == 1
     assert c.metrics == b.metrics
 
 
@@ -95,3 +106,44 @@ def test_ddp_training_step_with_gathered_negatives_equals_single_process(tmp_pat
     assert got["loss"] == pytest.approx(loss.item(), abs=1e-5)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(got["params"][k], v, atol=1e-5, rtol=1e-4)
+
+
+def _train_cli(tmp_path, model, data, out, batch, extra=()):
+    return ["--model", str(model), "--train-data", str(data), "--output", str(out), "--batch-size", str(batch), "--max-steps", "2",
+            "--save-steps", "100", "--max-length", "32", "--lr", "1e-3", "--logging-steps", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
+            "--mine-count", "1", "-q", *extra]
+
+
+@pytest.mark.slow
+def test_torchrun_train_gathers_negatives_and_matches_one_process(tmp_path, tiny_bert):
+    """`torchrun --nproc-per-node 2 train.py` (2 x 4 examples, negatives gathered) logs the same first-step loss as one process with batch 8."""
+    import json
+
+    from transformers import BertModel
+
+    model = tmp_path / "nodrop"  # no dropout: the two runs must see the same forward pass
+    shutil.copytree(tiny_bert, model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model / "config.json").write_text(json.dumps(cfg))
+    BertModel.from_pretrained(model)  # still loads
+    data = tmp_path / "pairs.jsonl"
+    with data.open("w") as f:  # distinct texts: the no-duplicates sampler keeps the order, so step 1 sees the same 8 examples
+        for i in range(16):
+            f.write(json.dumps({"query": f"question {i} about subject {i * 7 % 11}", "positive": f"answer text {i} on subject {i * 7 % 11}", "negatives": [f"unrelated passage {i} number {i * 3}"]}) + "\n")
+    p = subprocess.run([sys.executable, str(ROOT / "train.py"), *_train_cli(tmp_path, model, data, tmp_path / "one", 8)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1", f"--master-port={port}", str(ROOT / "train.py"), *_train_cli(tmp_path, model, data, tmp_path / "two", 4)]
+    p = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    one, two = (json.loads((tmp_path / d / "train_result.json").read_text()) for d in ("one", "two"))
+    assert two["world_size"] == 2 and two["gather_across_devices"] and two["global_batch_size"] == one["global_batch_size"] == 8
+    assert two["steps"] == one["steps"] == 2
+    # Without gathering, each rank ranks its 4 queries against 8 documents instead of 16: 1.39 vs 2.01 here.
+    assert two["loss_log"][0] == pytest.approx(one["loss_log"][0], abs=1e-5)
+    from sentence_transformers import SentenceTransformer
+
+    SentenceTransformer(str(tmp_path / "two"), device="cpu")  # rank 0 saved a loadable model

@@ -190,3 +190,22 @@ def test_ivf_index_built_from_shards_equals_in_memory(tmp_path):
     b = dense.build_index_from_shards(lambda: store.iter_shards(3000), 3000, 16, "IVF16,Flat")
     q = x[:20] + 0.01
     assert (dense.search(a, q, 10)[1] == dense.search(b, q, 10)[1]).all()
+
+
+def test_bf16_encoding_is_its_own_result_and_close_to_fp32(tmp_path, scifact_slice, tiny_bert):
+    """--dtype bf16 runs end to end, is recorded (name, provenance, cache key) apart from fp32, and its embeddings stay close to fp32's."""
+    from sentence_transformers import SentenceTransformer
+
+    from encoders.dpr import DenseEncoder, DenseEncoderConfig
+
+    common = ["--datasets", str(scifact_slice), "--models", str(tiny_bert)]
+    assert run_eval(tmp_path, *common)[0] == 0
+    assert run_eval(tmp_path, *common, "--dtype", "bf16")[0] == 0
+    res = {r.provenance["dtype"]: r for r in load_results(tmp_path / "out")}
+    assert set(res) == {"fp32", "bf16"} and res["fp32"].config_key != res["bf16"].config_key
+    assert "bf16" in res["bf16"].model and "bf16" not in res["fp32"].model
+    texts = ["a claim about protein folding", "the effect of aspirin on heart disease in adults"]
+    e32 = DenseEncoder(SentenceTransformer(str(tiny_bert), device="cpu")).encode_documents(texts)
+    e16 = DenseEncoder(SentenceTransformer(str(tiny_bert), device="cpu"), DenseEncoderConfig(dtype="bf16")).encode_documents(texts)
+    assert e16.dtype == e32.dtype == "float32" and not (e16 == e32).all()
+    assert ((e16 * e32).sum(1) > 0.99).all()  # unit vectors: cosine > 0.99
