@@ -98,9 +98,9 @@ class FaissTokenIndex:
     """ColBERTv1-style candidate generation through a FAISS token index, then exact MaxSim."""
 
     factory: str | None = None  # None: default_token_factory(n_tokens, dim)
-    k_tokens: int = 64  # k': nearest document tokens fetched per query token
+    k_tokens: int = 128  # k': nearest document tokens fetched per query token
     nprobe: int | None = None  # None: nlist / 16 (at least 8)
-    n_rerank: int = 256  # candidates rescored exactly: max(k, n_rerank)
+    n_rerank: int = 512  # candidates rescored exactly: max(k, n_rerank); 512 with k_tokens=128: top-10 overlap 0.975 with exact on SciFact
     train_per_centroid: int = 64  # k-means training sample = this * nlist tokens (at least 50k)
     seed: int = 0
     add_chunk_tokens: int = 1 << 16  # tokens converted to float32 and added at a time (32 MiB at dim 128)
@@ -162,8 +162,8 @@ class FaissTokenIndex:
             if len(cands) == 0:
                 continue
             keep = cands[np.argsort(-approx, kind="stable")[: max(k, self.n_rerank)]]
-            tokens, lengths = self.store.gather(keep)
-            exact = maxsim_flat(q_all[qi : qi + 1], q_mask_all[qi : qi + 1], torch.from_numpy(tokens.astype(np.float32)), torch.from_numpy(lengths))[0].numpy()
+            tokens, lengths = self.store.gather(keep, dtype=np.float32)
+            exact = maxsim_flat(q_all[qi : qi + 1], q_mask_all[qi : qi + 1], torch.from_numpy(tokens), torch.from_numpy(lengths))[0].numpy()
             order = np.argsort(-exact, kind="stable")[:k]
             D[qi, : len(order)], I[qi, : len(order)] = exact[order], keep[order]
         return D, I
@@ -249,8 +249,8 @@ class PlaidIndex:
             self.raw[0][qi, : min(k, len(row))], self.raw[1][qi, : min(k, len(row))] = own[:k], cands[:k]
             if self.rerank:
                 q, q_mask = pad_queries([queries[qi]])
-                tokens, lengths = self.store.gather(cands)
-                scores = maxsim_flat(q, q_mask, torch.from_numpy(tokens.astype(np.float32)), torch.from_numpy(lengths))[0].numpy()
+                tokens, lengths = self.store.gather(cands, dtype=np.float32)
+                scores = maxsim_flat(q, q_mask, torch.from_numpy(tokens), torch.from_numpy(lengths))[0].numpy()
             else:
                 scores = own
             order = np.argsort(-scores, kind="stable")[:k]

@@ -129,12 +129,20 @@ class TokenStore:
         base = self.offsets[s * self.shard_size]
         return self._tokens[s][self.offsets[i] - base : self.offsets[i + 1] - base]
 
-    def gather(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of ``docs`` back to back ``(sum L, dim)`` float16 and their lengths ``(len(docs),)``."""
-        parts = [self.doc(int(i)) for i in docs]
-        if not parts:
-            return np.zeros((0, self.dim), np.float16), np.zeros(0, np.int64)
-        return np.concatenate(parts, axis=0), self.lengths[docs]
+    def gather(self, docs: np.ndarray, dtype=np.float16) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of ``docs`` back to back ``(sum L, dim)`` in ``dtype`` and their lengths ``(len(docs),)``.
+
+        Each document is copied (and cast) once, straight into the output: no float16 concatenation
+        followed by a second pass to float32.
+        """
+        docs = np.asarray(docs, dtype=np.int64)
+        lengths = self.lengths[docs]
+        out = np.empty((int(lengths.sum()), self.dim), dtype=dtype)
+        pos = 0
+        for i, n in zip(docs.tolist(), lengths.tolist()):
+            out[pos : pos + n] = self.doc(i)
+            pos += n
+        return out, lengths
 
     def token_to_doc(self, token_ids: np.ndarray) -> np.ndarray:
         """Global token numbers -> document numbers (same shape)."""
