@@ -199,7 +199,14 @@ def _wipe(folder: Path) -> None:
 
 def result_config_key(ds: BeirDataset, model_identity: dict, encoder: str, cfg: EvalConfig, ignore_ids: bool) -> str:
     handling = (cfg.doc_handling, cfg.chunk_stride) if encoder == "dpr" else None
-    return cache_key(dataset=ds.checksum, split=ds.split, model=model_identity, encoder=encoder, index=cfg.index, top_k=cfg.top_k, ignore_identical_ids=ignore_ids, doc_handling=handling)
+    extra = {}
+    if encoder == "colbert":  # the backend's result-changing defaults: a new default is a new result
+        from benchmarks.colbert_eval import backend_for
+        from retrieval.multivector import search_settings
+
+        backend, options = backend_for(cfg.index)
+        extra["search"] = {**search_settings(backend), **options}
+    return cache_key(dataset=ds.checksum, split=ds.split, model=model_identity, encoder=encoder, index=cfg.index, top_k=cfg.top_k, ignore_identical_ids=ignore_ids, doc_handling=handling, **extra)
 
 
 def task_datasets(task: str) -> list[str]:

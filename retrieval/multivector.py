@@ -261,6 +261,14 @@ class PlaidIndex:
 BACKENDS = {"exact": ExactIndex, "faiss": FaissTokenIndex, "plaid": PlaidIndex}
 
 
+def search_settings(name: str) -> dict:
+    """The default settings of backend ``name`` that change its results (for result cache keys): a new default re-runs the search."""
+    from dataclasses import fields
+
+    skip = {"cache_path", "folder", "show_progress", "omp_threads", "add_chunk_tokens", "chunk_tokens", "query_batch"}
+    return {f.name: f.default for f in fields(BACKENDS[name]) if f.name not in skip}
+
+
 def make_index(name: str, **options) -> MultiVectorIndex:
     """A backend by name; the error lists the valid names."""
     if name not in BACKENDS:

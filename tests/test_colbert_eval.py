@@ -78,3 +78,20 @@ def test_new_projection_is_seeded():
     assert a[-1].linear.weight.shape == (128, 384)
     assert torch.equal(a[-1].linear.weight, b[-1].linear.weight)
     assert torch.equal(a[0].auto_model.get_input_embeddings().weight, b[0].auto_model.get_input_embeddings().weight)  # [Q]/[D] rows
+
+
+def test_colbert_result_key_follows_the_backend_defaults(monkeypatch):
+    """A cached ColBERT result is reused only under the same search settings; DPR keys do not depend on them."""
+    from types import SimpleNamespace
+
+    from benchmarks.config import EvalConfig
+    from benchmarks.runner import result_config_key
+    from retrieval import multivector
+
+    ds = SimpleNamespace(checksum="abc", split="test")
+    keys = lambda: [result_config_key(ds, {"path": "m"}, enc, EvalConfig(encoder=enc, index=idx), False) for enc, idx in (("colbert", "faiss"), ("dpr", "flat"))]
+    (col, dpr) = keys()
+    assert multivector.search_settings("faiss")["n_rerank"] == multivector.FaissTokenIndex().n_rerank
+    monkeypatch.setattr(multivector, "search_settings", lambda name: {"k_tokens": 1})
+    (col2, dpr2) = keys()
+    assert col2 != col and dpr2 == dpr
