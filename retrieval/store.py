@@ -57,16 +57,23 @@ def remove_stale_temps(folder: Path) -> int:
     return n
 
 
-def prepare_store(folder: Path, ids: Sequence[str]) -> None:
+def prepare_store(folder: Path, ids: Sequence[str], *, rank: int = 0, barrier: Callable[[], None] | None = None) -> None:
     """Open a sharded store folder for (re)building: create it, drop temp files a killed writer left,
-    and pin its id order in ``ids.json`` (refusing a cache built for other ids)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(folder)
+    and pin its id order in ``ids.json`` (refusing a cache built for other ids).
+
+    Under torchrun (``barrier`` given) only rank 0 touches the folder, before any rank writes: a
+    rank cleaning "stale" temp files would otherwise delete another rank's file in flight.
+    """
     ids_path = folder / "ids.json"
-    if ids_path.is_file() and json.loads(ids_path.read_text()) != list(ids):
+    if rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(folder)
+        if not ids_path.is_file():
+            atomic_write_json(ids_path, list(ids))
+    if barrier is not None:
+        barrier()
+    if json.loads(ids_path.read_text()) != list(ids):
         raise RuntimeError(f"{ids_path}: cached ids differ from this corpus; delete {folder} or use --no-cache")
-    if not ids_path.is_file():
-        atomic_write_json(ids_path, list(ids))
 
 
 def cache_key(**fields) -> str:
@@ -109,7 +116,7 @@ class EmbeddingStore:
         """
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
-        prepare_store(self.folder, ids)
+        prepare_store(self.folder, ids, rank=rank, barrier=barrier if world > 1 else None)
         missing = self.missing_shards(len(ids))
         self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
         todo = [i for i in missing if i % world == rank]

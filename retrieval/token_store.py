@@ -59,7 +59,7 @@ class TokenStore:
         """
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
-        prepare_store(self.folder, ids)
+        prepare_store(self.folder, ids, rank=rank, barrier=barrier if world > 1 else None)
         missing = self.missing_shards(len(ids))
         self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
         todo = [i for i in missing if i % world == rank]
