@@ -426,6 +426,12 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     t1, c1 = time.time(), time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
     train_wall, train_cpu = time.time() - t1, time.process_time() - c1
+    if d.world > 1:  # free the DDP wrapper (and its reducer) while the process group is alive: freed after
+        import gc  # destroy_process_group, torch 2.11's reducer can deadlock against gloo's thread on the GIL
+
+        trainer.model_wrapped = trainer.model
+        trainer.accelerator.free_memory()
+        gc.collect()
     if not d.is_main:  # rank 0 saves the model and the record
         distributed.shutdown(d)
         return {"steps": trainer.state.global_step, "rank": d.rank, "time": {"train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1)}, "loss": loss_name}
