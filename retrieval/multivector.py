@@ -55,6 +55,15 @@ def _empty(Q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((Q, k), NEG_INF, dtype=np.float32), np.full((Q, k), -1, dtype=np.int64)
 
 
+def rescore(store: TokenStore, query: np.ndarray, cands: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact MaxSim of one query ``(Lq, dim)`` against candidate documents ``(C,)`` from the store -> best ``k`` (scores, documents), descending."""
+    q, q_mask = pad_queries([query])
+    tokens, lengths = store.gather(cands, dtype=np.float32)
+    scores = maxsim_flat(q, q_mask, torch.from_numpy(tokens), torch.from_numpy(lengths))[0].numpy()
+    order = np.argsort(-scores, kind="stable")[:k]
+    return scores[order], cands[order]
+
+
 # --- exact ---------------------------------------------------------------------------------
 @dataclass
 class ExactIndex:
@@ -153,7 +162,6 @@ class FaissTokenIndex:
 
     def search(self, queries: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         D, I = _empty(len(queries), k)
-        q_all, q_mask_all = pad_queries(queries)  # (Q, Lq, dim), (Q, Lq)
         kt = min(self.k_tokens, self.index.ntotal)
         for qi, emb in enumerate(queries):
             emb = np.ascontiguousarray(emb, dtype=np.float32)  # (Lq, dim)
@@ -162,10 +170,8 @@ class FaissTokenIndex:
             if len(cands) == 0:
                 continue
             keep = cands[np.argsort(-approx, kind="stable")[: max(k, self.n_rerank)]]
-            tokens, lengths = self.store.gather(keep, dtype=np.float32)
-            exact = maxsim_flat(q_all[qi : qi + 1], q_mask_all[qi : qi + 1], torch.from_numpy(tokens), torch.from_numpy(lengths))[0].numpy()
-            order = np.argsort(-exact, kind="stable")[:k]
-            D[qi, : len(order)], I[qi, : len(order)] = exact[order], keep[order]
+            scores, docs = rescore(self.store, emb, keep, k)
+            D[qi, : len(docs)], I[qi, : len(docs)] = scores, docs
         return D, I
 
     def _candidates(self, tok_s: np.ndarray, tok_i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -247,14 +253,8 @@ class PlaidIndex:
                 continue
             own = np.array([h["score"] for h in row], dtype=np.float32)
             self.raw[0][qi, : min(k, len(row))], self.raw[1][qi, : min(k, len(row))] = own[:k], cands[:k]
-            if self.rerank:
-                q, q_mask = pad_queries([queries[qi]])
-                tokens, lengths = self.store.gather(cands, dtype=np.float32)
-                scores = maxsim_flat(q, q_mask, torch.from_numpy(tokens), torch.from_numpy(lengths))[0].numpy()
-            else:
-                scores = own
-            order = np.argsort(-scores, kind="stable")[:k]
-            D[qi, : len(order)], I[qi, : len(order)] = scores[order], cands[order]
+            scores, docs = rescore(self.store, queries[qi], cands, k) if self.rerank else (own[:k], cands[:k])
+            D[qi, : len(docs)], I[qi, : len(docs)] = scores, docs
         return D, I
 
 
