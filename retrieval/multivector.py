@@ -38,6 +38,7 @@ import faiss
 import numpy as np
 import torch
 
+from retrieval import dense
 from retrieval.maxsim import NEG_INF, maxsim_flat, maxsim_search, pad_queries
 from retrieval.store import _atomic_write, atomic_write_json
 from retrieval.token_store import TokenStore
@@ -138,7 +139,7 @@ class FaissTokenIndex:
         self.build_s = time.perf_counter() - t
 
     def _train_and_add(self, store: TokenStore) -> faiss.Index:
-        index = faiss.index_factory(store.dim, self.factory_used, faiss.METRIC_INNER_PRODUCT)
+        index = dense.new_index(self.factory_used, store.num_tokens, store.dim)  # inner product, no polysemous training
         if not index.is_trained:
             ivf = faiss.try_extract_index_ivf(index)
             nlist = ivf.nlist if ivf is not None else 256
@@ -146,8 +147,6 @@ class FaissTokenIndex:
                 ivf.cp.seed = self.seed
                 ivf.cp.niter = 10  # candidates are rescored exactly, so coarse k-means need not converge
             coder = faiss.downcast_index(ivf if ivf is not None else index)
-            if hasattr(coder, "do_polysemous_training"):  # the factory turns it on; minutes of annealing we never use
-                coder.do_polysemous_training = False
             if getattr(coder, "pq", None) is not None:  # faiss' k-means is slow in a PQ's tiny sub-spaces: 10 iterations, <= 64 points per code
                 coder.pq.cp.niter, coder.pq.cp.max_points_per_centroid, coder.pq.cp.seed = 10, 64, self.seed
             train = sample_tokens(store, max(50_000, self.train_per_centroid * nlist), self.seed)
