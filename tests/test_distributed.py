@@ -13,12 +13,15 @@ from benchmarks.results import load_results
 from tests.conftest import ROOT
 
 
-def torchrun(nproc, *args, env_extra=None):
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def torchrun(nproc, *args, script="evaluate.py", env_extra=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1", f"--master-port={port}", str(ROOT / "evaluate.py"), *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1", f"--master-port={free_port()}", str(ROOT / script), *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -99,9 +102,7 @@ def test_ddp_training_step_with_gathered_negatives_equals_single_process(tmp_pat
     loss = losses.MultipleNegativesRankingLoss(model)([model.tokenize(queries), model.tokenize(docs)], None)
     loss.backward()
     torch.optim.SGD(model.parameters(), lr=0.1).step()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = tmp_path / "ddp.pt"
     mp.start_processes(_ddp_step, args=(2, port, queries, docs, tmp_path / "st", out), nprocs=2, join=True, start_method="spawn")
     got = torch.load(out)
@@ -135,11 +136,7 @@ def test_torchrun_train_gathers_negatives_and_matches_one_process(tmp_path, tiny
             f.write(json.dumps({"query": f"question {i} about subject {i * 7 % 11}", "positive": f"answer text {i} on subject {i * 7 % 11}", "negatives": [f"unrelated passage {i} number {i * 3}"]}) + "\n")
     p = subprocess.run([sys.executable, str(ROOT / "train.py"), *_train_cli(tmp_path, model, data, tmp_path / "one", 8)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1", f"--master-port={port}", str(ROOT / "train.py"), *_train_cli(tmp_path, model, data, tmp_path / "two", 4)]
-    p = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    p = torchrun(2, *_train_cli(tmp_path, model, data, tmp_path / "two", 4), script="train.py")
     assert p.returncode == 0, p.stderr[-3000:]
     one, two = (json.loads((tmp_path / d / "train_result.json").read_text()) for d in ("one", "two"))
     assert two["world_size"] == 2 and two["gather_across_devices"] and two["global_batch_size"] == one["global_batch_size"] == 8
