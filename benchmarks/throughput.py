@@ -8,15 +8,23 @@ we use the same four, with random token ids and random base-size weights (22 lay
     fixed8192   every document 8192 tokens
     var4096     lengths ~ Normal(4096, 1024) clamped to [16, 8192]
 
-Both models get the same documents in the same batches: sorted by length (longest first), filled
-greedily up to `--token-budget` padded tokens (B * T). Ours removes the padding; transformers
-computes it. Each model shares one set of weights (ours points at the transformers parameters).
+Both models get the same documents in the same batches, filled greedily up to `--token-budget`
+padded tokens (B * T). `--order sorted` (default) sorts the documents by length first, longest
+first, as our evaluator does, so transformers pads little; `--order random` keeps the documents in
+their generated order, as a plain DataLoader would. Ours removes the padding; transformers computes
+it. Each model shares one set of weights (ours points at the transformers parameters).
 
-Reported per set and dtype: tokens/s (real tokens only), peak memory above the pre-run baseline
-(CPU: sampled process RSS; CUDA: max_memory_allocated), MFU = useful FLOPs / time / peak, where
-useful FLOPs count real tokens only and the attention each token actually needs (its sequence on
-global layers, its <= 129-token window on local layers), and peak is a large torch.matmul in the
-same dtype timed on this machine. `ratio` = ours tokens/s / transformers tokens/s.
+Reported per set and dtype: tokens/s (real tokens only), peak memory, and MFU = useful FLOPs /
+time / peak, where useful FLOPs count real tokens only and the attention each token actually needs
+(its sequence on global layers, its <= 129-token window on local layers), and peak is the best
+torch.matmul rate in the same dtype on this machine over the model's own GEMM shapes and a square
+one. `ratio` = ours tokens/s / transformers tokens/s.
+
+Timing and memory are measured apart. Timing runs in this process with the allocator untouched.
+Peak memory on CPU is measured in a child process per (set, dtype, model), on the batch with the
+most padded tokens, with glibc told to mmap every block >= 64 KiB so that process RSS follows live
+tensor memory (that setting slows every allocation, by 35% end to end here, so it never runs during
+timing). On CUDA, peak memory is max_memory_allocated during the timed pass.
 
     python -m benchmarks.throughput --docs 16 --long-docs 1 --dtype fp32
 """
@@ -33,6 +41,7 @@ from dataclasses import dataclass, field
 
 import psutil
 import torch
+import torch.nn.functional as F
 
 from encoders.modernbert import ModernBert, ModernBertConfig
 from encoders.modernbert_st import share_parameters
@@ -47,9 +56,11 @@ class ThroughputConfig:
     sets: str = "fixed512,var256,fixed8192,var4096"
     dtype: str = "fp32,bf16"
     token_budget: int = 16384  # padded tokens (B * T) per batch
-    models: str = "ours,hf"
+    order: str = "sorted"  # sorted (longest first) | random (generated order) documents before batching
+    memory: bool = True  # measure peak memory (CPU: one extra forward per row, in a child process)
+    models: str = "ours,hf"  # any of ours, ours_compiled (torch.compile'd MLPs), hf
+    repeats: int = 2  # timed passes per model, interleaved (ours, hf, ours, hf, ...); the fastest counts
     backend: str = "auto"  # attention backend of ours (encoders.attention.BACKENDS)
-    compile: bool = False  # torch.compile each GeGLU MLP of ours
     size: str = "base"  # ModernBertConfig preset
     device: str = "cpu"
     seed: int = 0
@@ -73,15 +84,21 @@ def doc_lengths(name: str, n: int, seed: int) -> list[int]:
     raise ValueError(f"unknown set {name!r}; valid: fixed512, var256, fixed8192, var4096")
 
 
-def make_batches(lengths: list[int], budget: int) -> list[list[int]]:
-    """Group document indices: longest first, each batch's B * max_len <= budget (at least one doc)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, cur = [], []
-    for i in order:
-        if cur and (len(cur) + 1) * lengths[cur[0]] > budget:
+def make_batches(lengths: list[int], budget: int, order: str = "sorted") -> list[list[int]]:
+    """Group document indices greedily so that each batch's B * max_len <= budget (at least one doc).
+
+    order="sorted": longest first; "random": the documents' own (random) order.
+    """
+    if order not in ("sorted", "random"):
+        raise ValueError(f"unknown order {order!r}; valid: sorted, random")
+    idx = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if order == "sorted" else list(range(len(lengths)))
+    batches, cur, longest = [], [], 0
+    for i in idx:
+        if cur and (len(cur) + 1) * max(longest, lengths[i]) > budget:
             batches.append(cur)
-            cur = []
+            cur, longest = [], 0
         cur.append(i)
+        longest = max(longest, lengths[i])
     return batches + [cur] if cur else batches
 
 
@@ -111,19 +128,34 @@ def useful_flops(cfg: ModernBertConfig, lengths: list[int]) -> float:
     return per_token * sum(lengths) + attn
 
 
-def matmul_peak(dtype: torch.dtype, device: str, n: int = 2048, reps: int = 3) -> float:
-    """Best FLOP/s of an n x n x n torch.matmul in `dtype` on `device` (the MFU denominator)."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(reps):
-        _sync(device)
-        t = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
+def matmul_peak(dtype: torch.dtype, device: str, cfg: ModernBertConfig | None = None, m: int = 2048, reps: int = 2) -> float:
+    """Best GEMM FLOP/s in `dtype` on `device`: the MFU denominator.
+
+    Shapes: 1024 x 1024 x 1024 and, given the architecture, the model's own GEMMs with m tokens
+    (Wqkv: H -> 3H, Wi: H -> 2I, Wo: I -> H); each as F.linear (x @ W^T, W stored (out, in) as
+    nn.Linear keeps it) and as x @ B with B row-major. The best rate over shapes, layouts and
+    repeats is the peak, so MFU is never flattered by a slow layout. (On this CPU, AVX2 without
+    AVX512-BF16, torch 2.11's bf16 x @ B runs at ~1 GFLOP/s and bf16 F.linear ~10x faster; in fp32
+    x @ B is the faster one.)
+    """
+    shapes = [(1024, 1024, 1024)]
+    if cfg is not None:
+        H, I = cfg.hidden_size, cfg.intermediate_size
+        shapes += [(m, H, 3 * H), (m, H, 2 * I), (m, I, H)]
+    best = 0.0
+    for (rows, inner, cols) in shapes:
+        x = torch.randn(rows, inner, device=device).to(dtype)
+        w = torch.randn(cols, inner, device=device).to(dtype)
+        b = w.t().contiguous()  # (inner, cols) row-major
+        for gemm in (lambda: F.linear(x, w), lambda: x @ b):
+            gemm()  # warm-up
+            for _ in range(reps):
+                _sync(device)
+                t = time.perf_counter()
+                gemm()
+                _sync(device)
+                best = max(best, 2 * rows * inner * cols / (time.perf_counter() - t))
+    return best
 
 
 def _sync(device: str) -> None:
@@ -131,17 +163,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-class PeakMemory:
-    """Peak memory above the baseline at entry: CUDA allocator stats, or sampled process RSS."""
+class PeakRSS:
+    """Peak process RSS above the baseline at entry, sampled every `interval_s` by a thread."""
 
-    def __init__(self, device: str, interval_s: float = 0.005):
-        self.device, self.interval_s, self.peak_bytes = device, interval_s, 0
+    def __init__(self, interval_s: float = 0.005):
+        self.interval_s, self.peak_bytes = interval_s, 0
 
     def __enter__(self):
-        if self.device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-            return self
         self.proc, self.stop = psutil.Process(), threading.Event()
         self.base = self.max_rss = self.proc.memory_info().rss
         self.thread = threading.Thread(target=self._sample, daemon=True)
@@ -154,12 +182,9 @@ class PeakMemory:
             time.sleep(self.interval_s)
 
     def __exit__(self, *exc):
-        if self.device.startswith("cuda"):
-            self.peak_bytes = torch.cuda.max_memory_allocated() - self.base
-        else:
-            self.stop.set()
-            self.thread.join()
-            self.peak_bytes = max(self.max_rss, self.proc.memory_info().rss) - self.base
+        self.stop.set()
+        self.thread.join()
+        self.peak_bytes = max(self.max_rss, self.proc.memory_info().rss) - self.base
 
 
 # ----------------------------------------------------------------------------- run
@@ -178,82 +203,154 @@ class Row:
     peak_mem_mib: float
     mfu: float
     backend: str = ""
+    warmup_s: float = 0.0  # first call on a short slice (includes torch.compile for ours_compiled)
     extra: dict = field(default_factory=dict)
 
 
-def time_model(model, batches, device) -> tuple[float, float]:
-    """Seconds to encode every batch (after one warm-up batch) and peak memory in bytes."""
+def time_model(model, batches, device) -> tuple[float, float, float]:
+    """Seconds to encode every batch (after one warm-up batch), on CUDA peak memory in bytes
+    (0 on CPU: see `memory_in_child`), and the warm-up's seconds."""
     with torch.inference_mode():
         ids, mask = batches[-1]  # warm-up: one short slice of the smallest batch
+        t = time.perf_counter()
         model(input_ids=ids[:1, :128].to(device), attention_mask=mask[:1, :128].to(device))
-        with PeakMemory(device) as mem:
-            _sync(device)
-            t = time.perf_counter()
-            for ids, mask in batches:
-                model(input_ids=ids.to(device), attention_mask=mask.to(device))
-            _sync(device)
-            seconds = time.perf_counter() - t
-    return seconds, mem.peak_bytes
+        warmup = time.perf_counter() - t
+        cuda = device.startswith("cuda")
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        _sync(device)
+        t = time.perf_counter()
+        for ids, mask in batches:
+            model(input_ids=ids.to(device), attention_mask=mask.to(device))
+        _sync(device)
+        seconds = time.perf_counter() - t
+    return seconds, (torch.cuda.max_memory_allocated() - base) if cuda else 0, warmup
+
+
+def build_model(name: str, arch: ModernBertConfig, dtype: torch.dtype, backend: str, device: str, seed: int):
+    """Random-weight `ours` (unpadded), `ours_compiled` (its MLPs compiled) or `hf`
+    (transformers ModernBertModel, sdpa) in `dtype`."""
+    torch.manual_seed(seed)
+    if name == "hf":
+        from transformers import ModernBertModel
+
+        return ModernBertModel._from_config(arch.to_hf(), attn_implementation="sdpa").eval().to(device, dtype)
+    if name in ("ours", "ours_compiled"):
+        model = ModernBert(arch, attn_backend=backend).eval().to(device, dtype)
+        if name == "ours_compiled":
+            model.compile_mlps()
+        return model
+    raise ValueError(f"unknown model {name!r}; valid: ours, ours_compiled, hf")
+
+
+def memory_probe(spec: dict) -> int:
+    """Peak RSS growth (bytes) of one forward over `spec["lengths"]`; run in a fresh process.
+
+    spec: size, dtype, model, backend, lengths, seed. Warms up on a short slice first, so
+    one-time allocations (thread pools, kernels) are in the baseline.
+    """
+    _rss_tracks_live_memory()
+    arch = getattr(ModernBertConfig, spec["size"])()
+    model = build_model(spec["model"], arch, DTYPES[spec["dtype"]], spec["backend"], "cpu", spec["seed"])
+    ids, mask = padded_batch(spec["lengths"], arch.vocab_size, spec["seed"])
+    with torch.inference_mode():
+        model(input_ids=ids[:1, :128], attention_mask=mask[:1, :128])
+        with PeakRSS() as mem:
+            model(input_ids=ids, attention_mask=mask)
+    return mem.peak_bytes
+
+
+def memory_in_child(spec: dict) -> int:
+    """`memory_probe(spec)` in a child process (its allocator setting must not touch our timings)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.throughput", "--probe", json.dumps(spec)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return int(out.strip().splitlines()[-1])
 
 
 def run(cfg: ThroughputConfig) -> list[Row]:
-    from transformers import ModernBertModel
-
     arch = getattr(ModernBertConfig, cfg.size)()
-    torch.manual_seed(cfg.seed)
-    hf = ModernBertModel._from_config(arch.to_hf(), attn_implementation="sdpa").eval().to(cfg.device)
-    with torch.device("meta"):
-        ours = ModernBert(arch, attn_backend=cfg.backend).eval()
-    share_parameters(hf, ours)
-    if cfg.compile:
-        for layer in ours.layers:
-            layer.mlp.compile(dynamic=True)
-    models = {"ours": ours, "hf": hf}
+    hf = build_model("hf", arch, torch.float32, cfg.backend, cfg.device, cfg.seed)
+    models = {"hf": hf}
+    for name in ("ours", "ours_compiled"):
+        with torch.device("meta"):
+            models[name] = ModernBert(arch, attn_backend=cfg.backend).eval()
+        share_parameters(hf, models[name])  # same Parameter objects: one set of weights for all
+    models["ours_compiled"].compile_mlps()
+    names = cfg.models.split(",")
+    if unknown := set(names) - set(models):
+        raise ValueError(f"unknown models {sorted(unknown)}; valid: {sorted(models)}")
 
     rows = []
     for dtype_name in cfg.dtype.split(","):
         dtype = DTYPES[dtype_name]
         hf.to(dtype)  # ours shares these parameters
-        peak = matmul_peak(dtype, cfg.device)
+        peak = matmul_peak(dtype, cfg.device, arch)
         print(f"# {dtype_name}: matmul peak {peak / 1e9:.1f} GFLOP/s on {cfg.device}", flush=True)
+        first_row = len(rows)
         for set_name in cfg.sets.split(","):
             n = cfg.long_docs if "8192" in set_name or "4096" in set_name else cfg.docs
             lengths = doc_lengths(set_name, n, cfg.seed)
-            groups = make_batches(lengths, cfg.token_budget)
+            groups = make_batches(lengths, cfg.token_budget, cfg.order)
             batches = [padded_batch([lengths[i] for i in g], arch.vocab_size, cfg.seed + j) for j, g in enumerate(groups)]
             flops = useful_flops(arch, lengths)
             padded = sum(ids.numel() for ids, _ in batches)
-            for model_name in cfg.models.split(","):
-                seconds, mem = time_model(models[model_name], batches, cfg.device)
+            biggest = max(groups, key=lambda g: len(g) * max(lengths[i] for i in g))
+            timed = {name: [] for name in names}
+            for _ in range(cfg.repeats):  # interleaved, so a slow spell of the machine hits every model
+                for name in names:
+                    timed[name].append(time_model(models[name], batches, cfg.device))
+            for model_name in names:
+                seconds, mem, warmup = min(timed[model_name])[0], max(t[1] for t in timed[model_name]), timed[model_name][0][2]
+                if cfg.memory and not cfg.device.startswith("cuda"):
+                    mem = memory_in_child({"size": cfg.size, "dtype": dtype_name, "model": model_name,
+                                           "backend": cfg.backend, "lengths": [lengths[i] for i in biggest], "seed": cfg.seed})
                 row = Row(
                     set=set_name, dtype=dtype_name, model=model_name, docs=n, tokens=sum(lengths),
                     padded_tokens=padded, seconds=seconds, tokens_per_s=sum(lengths) / seconds,
                     peak_mem_mib=mem / 2**20, mfu=flops / seconds / peak,
-                    backend=ours.last_backend if model_name == "ours" else "sdpa (padded)",
+                    backend=models[model_name].last_backend if model_name != "hf" else "sdpa (padded)", warmup_s=warmup,
                 )
                 rows.append(row)
                 print(f"  {set_name:10s} {dtype_name} {model_name:4s} {row.tokens_per_s:9.1f} tok/s  "
-                      f"{row.peak_mem_mib:8.1f} MiB  MFU {row.mfu:6.1%}  ({row.seconds:.1f} s)", flush=True)
+                      f"{row.peak_mem_mib:8.1f} MiB  MFU {row.mfu:6.1%}  ({row.seconds:.1f} s; warm-up {row.warmup_s:.1f} s)", flush=True)
+        # the machine's speed drifts (shared host): measure the peak again after the runs, keep the best
+        end_peak = matmul_peak(dtype, cfg.device, arch)
+        print(f"# {dtype_name}: matmul peak at the end {end_peak / 1e9:.1f} GFLOP/s", flush=True)
+        if end_peak > peak:
+            for row in rows[first_row:]:
+                row.mfu *= peak / end_peak
     return rows
 
 
 def render(rows: list[Row]) -> str:
-    """Markdown table, one line per (set, dtype): both models and the ratio ours / hf."""
+    """Markdown table, one line per (set, dtype): tokens/s, memory and MFU of each model, and
+    each unpadded model's speed ratio over transformers (hf)."""
+    models = list(dict.fromkeys(r.model for r in rows))
+    ours = [m for m in models if m != "hf"]
     by_key = {(r.set, r.dtype, r.model): r for r in rows}
-    lines = [
-        "| set | dtype | docs | tokens | ours tok/s | hf tok/s | ratio | ours MiB | hf MiB | ours MFU | hf MFU | backend |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    head = ["set", "dtype", "docs", "tokens", "padded / real"]
+    head += [f"{m} tok/s" for m in models]
+    head += [f"{m} / hf" for m in ours] if "hf" in models else []
+    head += [f"{m} MiB" for m in models] + [f"{m} MFU" for m in models] + ["backend"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (s, d) in dict.fromkeys((r.set, r.dtype) for r in rows):
-        o, h = by_key.get((s, d, "ours")), by_key.get((s, d, "hf"))
-        ref = o or h
-        fmt = lambda r, a, spec: format(getattr(r, a), spec) if r else "-"  # noqa: E731
-        ratio = f"{o.tokens_per_s / h.tokens_per_s:.2f}x" if o and h else "-"
-        lines.append(
-            f"| {s} | {d} | {ref.docs} | {ref.tokens} | {fmt(o, 'tokens_per_s', '.1f')} | {fmt(h, 'tokens_per_s', '.1f')} | "
-            f"{ratio} | {fmt(o, 'peak_mem_mib', '.0f')} | {fmt(h, 'peak_mem_mib', '.0f')} | {fmt(o, 'mfu', '.1%')} | "
-            f"{fmt(h, 'mfu', '.1%')} | {o.backend if o else '-'} |"
-        )
+        got = {m: by_key.get((s, d, m)) for m in models}
+        ref = next(r for r in got.values() if r)
+        cells = [s, d, str(ref.docs), str(ref.tokens), f"{ref.padded_tokens / ref.tokens:.2f}"]
+        cells += [f"{r.tokens_per_s:.1f}" if r else "-" for r in got.values()]
+        if "hf" in models:
+            h = got["hf"]
+            cells += [f"{got[m].tokens_per_s / h.tokens_per_s:.2f}x" if got[m] and h else "-" for m in ours]
+        cells += [f"{r.peak_mem_mib:.0f}" if r else "-" for r in got.values()]
+        cells += [f"{r.mfu:.1%}" if r else "-" for r in got.values()]
+        cells.append(next((got[m].backend for m in ours if got[m]), "-"))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -272,7 +369,7 @@ def parse_args(argv=None) -> ThroughputConfig:
     for f in dataclasses.fields(ThroughputConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, action="store_true", default=f.default)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         else:
             p.add_argument(flag, type=type(f.default), default=f.default)
     return ThroughputConfig(**vars(p.parse_args(argv)))
@@ -291,9 +388,13 @@ def _rss_tracks_live_memory() -> None:
 
 
 def main(argv=None) -> None:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--probe"]:  # child process of memory_in_child
+        print(memory_probe(json.loads(argv[1])))
+        return
     cfg = parse_args(argv)
-    if cfg.device == "cpu":
-        _rss_tracks_live_memory()
     print(f"# {cfg}\n# {provenance()}", flush=True)
     rows = run(cfg)
     if cfg.out:

@@ -192,12 +192,12 @@ class Attention(nn.Module):
         self.Wo = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=cfg.attention_bias)
         self.out_drop = nn.Dropout(cfg.attention_dropout)
 
-    def forward(self, x, cos, sin, cu_seqlens, max_len, backend):
+    def forward(self, x, cos, sin, cu_seqlens, max_len, backend, cache=None):
         N, H = x.shape
         qkv = self.Wqkv(x).view(N, 3, self.nh, self.hd)  # (N, 3, nh, hd)
         q, k, v = qkv.unbind(dim=1)  # each (N, nh, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = varlen_attention(q, k, v, cu_seqlens, max_len, window=self.window, backend=backend)  # (N, nh, hd)
+        y = varlen_attention(q, k, v, cu_seqlens, max_len, window=self.window, backend=backend, cache=cache)
         return self.out_drop(self.Wo(y.reshape(N, H)))
 
 
@@ -213,7 +213,9 @@ class MLP(nn.Module):
 
     def forward(self, x):
         inp, gate = self.Wi(x).chunk(2, dim=-1)  # (N, I) each
-        return self.Wo(self.drop(self.act(inp) * gate))  # (N, H)
+        h = self.act(inp)
+        h = h.mul_(gate) if not torch.is_grad_enabled() else h * gate  # in place when nothing is saved for backward
+        return self.Wo(self.drop(h))  # (N, H)
 
 
 class Layer(nn.Module):
@@ -226,8 +228,8 @@ class Layer(nn.Module):
         self.mlp_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, bias=cfg.norm_bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, cu_seqlens, max_len, backend):
-        x = x + self.attn(self.attn_norm(x), cos, sin, cu_seqlens, max_len, backend)
+    def forward(self, x, cos, sin, cu_seqlens, max_len, backend, cache=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cu_seqlens, max_len, backend, cache)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -288,9 +290,10 @@ class ModernBert(nn.Module):
             True: rope_cos_sin(positions, self.cfg.head_dim, self.cfg.global_rope_theta),
             False: rope_cos_sin(positions, self.cfg.head_dim, self.cfg.local_rope_theta),
         }  # is_global -> (cos, sin), each (N, hd)
+        cache: dict = {}  # what the attention backend derives from the lengths, shared by all layers
         for i, layer in enumerate(self.layers):
             cos, sin = rope[self.cfg.is_global(i)]
-            x = layer(x, cos, sin, cu_seqlens, max_len, backend)
+            x = layer(x, cos, sin, cu_seqlens, max_len, backend, cache)
         return self.final_norm(x)  # (N, H)
 
     def forward(
@@ -318,6 +321,13 @@ class ModernBert(nn.Module):
         else:
             h = self.forward_packed(None, cu_seqlens, max_len, inputs_embeds=packed)
         return BaseModelOutput(last_hidden_state=pad(h, indices, B, T))  # (B, T, H)
+
+    def compile_mlps(self) -> None:
+        """torch.compile(dynamic=True) each layer's GeGLU MLP: act(input) * gate fuses into one
+        kernel instead of two (N, I) temporaries. Compiles on the first forward (seconds on CPU);
+        measured in benchmarks/throughput.py (`--models ours,ours_compiled,hf`)."""
+        for layer in self.layers:
+            layer.mlp.compile(dynamic=True)
 
     # -- checkpoints: the same files as transformers' ModernBertModel.save_pretrained ------------
 

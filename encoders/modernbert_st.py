@@ -76,7 +76,6 @@ def use_unpadded_modernbert(st_model, *, backend: str = "auto", compile: bool = 
     share_parameters(hf, ours)
     ours.train(hf.training)
     if compile:
-        for layer in ours.layers:
-            layer.mlp.compile(dynamic=True)
+        ours.compile_mlps()
     first.auto_model = ours
     return select_backend(ours.device, ours.dtype, backend)

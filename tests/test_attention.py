@@ -29,7 +29,7 @@ def dense_reference(q, k, v, lens, window):
 @pytest.mark.parametrize("window", [None, 64, 3])
 def test_matches_dense_reference(backend, window):
     torch.manual_seed(0)
-    lens = [1, 70, 300, 64, 129, 5, 200]  # boundaries fall inside 64-token blocks; some > window
+    lens = [1, 70, 300, 64, 129, 5, 200]  # boundaries fall inside 32-token blocks; some > window
     N = sum(lens)
     q, k, v = (torch.randn(N, 2, 8) for _ in range(3))
     out = varlen_attention(q, k, v, _cu(lens), max(lens), window=window, backend=backend)
@@ -52,6 +52,37 @@ def test_window_is_inclusive_64_each_side(backend):
     assert visible[200].nonzero().flatten().tolist() == list(range(200, 265))  # 2nd sequence starts at 200
     assert visible[199].nonzero().flatten().tolist() == list(range(135, 200))  # never crosses into it
     torch.testing.assert_close(out[100, 36], torch.tensor(1 / 129))
+
+
+@pytest.mark.parametrize("block", [16, 32, 64, 128])
+@pytest.mark.parametrize("window", [64, 3])
+def test_blocked_local_any_block_size_matches_reference(block, window):
+    from encoders.attention import _local_blocked_sdpa
+
+    torch.manual_seed(3)
+    lens = [1, 70, 300, 64, 129, 5, 200]
+    q, k, v = (torch.randn(sum(lens), 2, 8) for _ in range(3))
+    out = _local_blocked_sdpa(q, k, v, _cu(lens), window, 8**-0.5, block=block)
+    torch.testing.assert_close(out, dense_reference(q, k, v, lens, window), atol=1e-5, rtol=1e-5)
+
+
+def test_block_mask_built_once_per_forward_and_reused():
+    # ModernBert passes one cache dict through all layers: the first local layer builds the block
+    # mask, later local layers (same lengths) reuse it, and the result equals the uncached call.
+    torch.manual_seed(2)
+    lens = [70, 300, 5]
+    q, k, v = (torch.randn(sum(lens), 2, 8) for _ in range(3))
+    cache: dict = {}
+    first = varlen_attention(q, k, v, _cu(lens), 300, window=64, backend="sdpa_blocked", cache=cache)
+    (key,) = cache
+    mask = cache[key]["mask"]
+    assert mask.shape == (12, 1, 32, 160)  # ceil(375 / 32) blocks of 32 queries x (32 + 2 * 64) keys
+    second = varlen_attention(q, k, v, _cu(lens), 300, window=64, backend="sdpa_blocked", cache=cache)
+    assert cache[key]["mask"] is mask  # reused, not rebuilt
+    plain = varlen_attention(q, k, v, _cu(lens), 300, window=64, backend="sdpa_blocked")
+    torch.testing.assert_close(first, plain, atol=0, rtol=0)
+    torch.testing.assert_close(second, plain, atol=0, rtol=0)
+    torch.testing.assert_close(plain, dense_reference(q, k, v, lens, 64), atol=1e-5, rtol=1e-5)
 
 
 def test_equal_lengths_fast_path_matches_reference():
