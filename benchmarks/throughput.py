@@ -17,8 +17,8 @@ it. Each model shares one set of weights (ours points at the transformers parame
 Reported per set and dtype: tokens/s (real tokens only), peak memory, and MFU = useful FLOPs /
 time / peak, where useful FLOPs count real tokens only and the attention each token actually needs
 (its sequence on global layers, its <= 129-token window on local layers), and peak is the best
-torch.matmul rate in the same dtype on this machine over the model's own GEMM shapes and a square
-one. `ratio` = ours tokens/s / transformers tokens/s.
+GEMM rate in the same dtype on this machine (`matmul_peak`, measured before and after the rows).
+`ratio` = ours tokens/s / transformers tokens/s.
 
 Timing and memory are measured apart. Timing runs in this process with the allocator untouched.
 Peak memory on CPU is measured in a child process per (set, dtype, model), on the batch with the
@@ -275,16 +275,17 @@ def memory_in_child(spec: dict) -> int:
 
 def run(cfg: ThroughputConfig) -> list[Row]:
     arch = getattr(ModernBertConfig, cfg.size)()
+    names = cfg.models.split(",")
+    if unknown := set(names) - {"ours", "ours_compiled", "hf"}:
+        raise ValueError(f"unknown models {sorted(unknown)}; valid: ours, ours_compiled, hf")
     hf = build_model("hf", arch, torch.float32, cfg.backend, cfg.device, cfg.seed)
     models = {"hf": hf}
-    for name in ("ours", "ours_compiled"):
+    for name in set(names) - {"hf"}:
         with torch.device("meta"):
             models[name] = ModernBert(arch, attn_backend=cfg.backend).eval()
         share_parameters(hf, models[name])  # same Parameter objects: one set of weights for all
-    models["ours_compiled"].compile_mlps()
-    names = cfg.models.split(",")
-    if unknown := set(names) - set(models):
-        raise ValueError(f"unknown models {sorted(unknown)}; valid: {sorted(models)}")
+        if name == "ours_compiled":
+            models[name].compile_mlps()
 
     rows = []
     for dtype_name in cfg.dtype.split(","):
@@ -306,7 +307,8 @@ def run(cfg: ThroughputConfig) -> list[Row]:
                 for name in names:
                     timed[name].append(time_model(models[name], batches, cfg.device))
             for model_name in names:
-                seconds, mem, warmup = min(timed[model_name])[0], max(t[1] for t in timed[model_name]), timed[model_name][0][2]
+                passes = timed[model_name]  # [(seconds, cuda peak bytes, warm-up seconds)] per repeat
+                seconds, mem, warmup = min(t[0] for t in passes), max(t[1] for t in passes), passes[0][2]
                 if cfg.memory and not cfg.device.startswith("cuda"):
                     mem = memory_in_child({"size": cfg.size, "dtype": dtype_name, "model": model_name,
                                            "backend": cfg.backend, "lengths": [lengths[i] for i in biggest], "seed": cfg.seed})
