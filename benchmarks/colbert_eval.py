@@ -22,7 +22,7 @@ from importlib.metadata import version
 from benchmarks.config import EvalConfig
 from benchmarks.data import BeirDataset, LazyTexts
 from benchmarks.distributed import Dist
-from benchmarks.runner import LoadedModel, _cache_root, default_device, variant_suffix
+from benchmarks.runner import LoadedModel, _cache_root, default_device, swap_backbone, variant_suffix
 from retrieval import dense
 from retrieval.multivector import FaissTokenIndex, MultiVectorIndex, make_index
 from retrieval.store import cache_key
@@ -43,6 +43,7 @@ def load_colbert_model(spec: str, cfg: EvalConfig) -> LoadedModel:
     ccfg = ColbertConfig(query_length=cfg.query_length, doc_length=cfg.doc_length, batch_size=cfg.batch_size, dtype=cfg.dtype, device=default_device(cfg.device), query_prefix=cfg.query_prefix or None, doc_prefix=cfg.doc_prefix or None)
     model = load_colbert(src.path, ccfg, trust_remote_code=cfg.trust_remote_code)
     enc = ColbertEncoder(model, ccfg)
+    backbone = swap_backbone(model, cfg)  # ModernBERT checkpoints run on our unpadded backbone (same weights)
     pylate_folder = is_pylate_folder(src.path)
     identity = dict(
         kind="colbert",
@@ -61,7 +62,7 @@ def load_colbert_model(spec: str, cfg: EvalConfig) -> LoadedModel:
         dtype=cfg.dtype,
         pylate=version("pylate"),
     )
-    prov = dict(model_spec=spec, model_path=str(src.path), model_revision=src.revision, **{k: v for k, v in identity.items() if k not in ("path", "revision", "skiplist")}, device=ccfg.device)
+    prov = dict(model_spec=spec, model_path=str(src.path), model_revision=src.revision, **{k: v for k, v in identity.items() if k not in ("path", "revision", "skiplist")}, device=ccfg.device, backbone=backbone)
     extra = [f"q{enc.query_length}", f"d{enc.doc_length}"] if (enc.query_length, enc.doc_length) != DEFAULT_LENGTHS else []
     name = src.name + variant_suffix(cfg) + (f" [{', '.join(extra)}]" if extra else "")
     return LoadedModel(name, enc, identity, prov)

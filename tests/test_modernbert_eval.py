@@ -25,3 +25,18 @@ def test_tiny_modernbert_dpr_unpadded_equals_padded(tmp_path, scifact_slice, tin
     assert hf.provenance["backbone"].startswith("transformers")
     assert ours.num_queries == 30 and 0.0 <= ours.metrics["ndcg@10"] <= 1.0
     assert ours.metrics["ndcg@10"] == pytest.approx(hf.metrics["ndcg@10"], abs=1e-4)
+
+
+def test_tiny_modernbert_colbert_unpadded_equals_padded(tmp_path, scifact_slice, tiny_modernbert, caplog):
+    # the same checkpoint as a ColBERT (PyLate wrapper): our backbone replaces its auto_model too
+    common = ["--datasets", str(scifact_slice), "--models", str(tiny_modernbert), "--encoder", "colbert",
+              "--index", "exact", "--cache-dir", str(tmp_path / "c")]
+    with caplog.at_level("INFO"):
+        assert evaluate.main(common + ["--output", str(tmp_path / "ours")]) == 0
+    assert any("unpadded backbone, attention backend sdpa_blocked" in r.message for r in caplog.records)
+    assert evaluate.main(common + ["--output", str(tmp_path / "hf"), "--no-unpadded", "--no-cache"]) == 0
+    ours, hf = load_results(tmp_path / "ours")[0], load_results(tmp_path / "hf")[0]
+    assert ours.provenance["backbone"] == "unpadded ModernBERT (sdpa_blocked)"
+    assert hf.provenance["backbone"].startswith("transformers")
+    assert ours.num_queries == 30 and 0.0 <= ours.metrics["ndcg@10"] <= 1.0
+    assert ours.metrics["ndcg@10"] == pytest.approx(hf.metrics["ndcg@10"], abs=1e-4)
