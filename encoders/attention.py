@@ -88,7 +88,7 @@ def local_blocks(cu_seqlens, total, window, block=LOCAL_BLOCK):
     every local layer reuses it.
 
     Returns:
-        dict with nb, tail (padding rows after the stream), K, block, window and
+        dict with nb, tail (padding rows after the stream), K, block and
         mask (nb, 1, block, K) bool: same sequence and |i - j| <= window.
     """
     nb = math.ceil(total / block)
@@ -101,7 +101,7 @@ def local_blocks(cu_seqlens, total, window, block=LOCAL_BLOCK):
     offset = torch.arange(block, device=device)[:, None] - torch.arange(-window, block + window, device=device)[None, :]
     band = offset.abs() <= window  # (block, K): query i of a block vs key j of its window, same for every block
     mask = (seq_q[:, :, None] == seq_k[:, None, :]) & band  # (nb, block, K)
-    return {"nb": nb, "tail": tail, "K": K, "block": block, "window": window, "mask": mask[:, None]}
+    return {"nb": nb, "tail": tail, "K": K, "block": block, "mask": mask[:, None]}
 
 
 def _additive_mask(lb: dict, dtype: torch.dtype) -> torch.Tensor:
@@ -130,8 +130,7 @@ def _local_blocked_sdpa(q, k, v, cu_seqlens, window, scale, block=LOCAL_BLOCK, b
         F.pad(x, (0, 0, 0, 0, window, tail + window)).unfold(0, K, block).permute(0, 1, 3, 2)
         for x in (k, v)
     )  # (nb * block + 2 * window) rows -> (nb, nh, hd, K) windows -> (nb, nh, K, hd)
-    mask = _additive_mask(lb, q.dtype) if blocks is not None else lb["mask"]
-    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale)  # (nb, nh, block, hd)
+    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=_additive_mask(lb, q.dtype), scale=scale)  # (nb, nh, block, hd)
     return out.transpose(1, 2).reshape(nb * block, nh, hd)[:N]  # (N, nh, hd)
 
 
@@ -140,8 +139,7 @@ def sdpa_blocked(q, k, v, cu_seqlens, max_len, *, window, scale, cache=None):
     built on the first local layer and reused by the others."""
     if window is None:
         return _global_sdpa(q, k, v, cu_seqlens, max_len, scale)
-    if cache is None:
-        return _local_blocked_sdpa(q, k, v, cu_seqlens, window, scale)
+    cache = {} if cache is None else cache
     key = ("local_blocks", window)
     if key not in cache:
         cache[key] = local_blocks(cu_seqlens, q.shape[0], window)
