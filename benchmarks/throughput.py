@@ -20,7 +20,10 @@ time / peak, where useful FLOPs count real tokens only and the attention each to
 GEMM rate in the same dtype on this machine (`matmul_peak`, measured before and after the rows).
 `ratio` = ours tokens/s / transformers tokens/s.
 
-Timing and memory are measured apart. Timing runs in this process with the allocator untouched.
+Timing and memory are measured apart. Timing runs in this process with the allocator untouched;
+each batch is encoded `--repeats` times by each model, interleaved (ours, hf, ours, hf), and the
+fastest pass per (model, batch) counts, so a slow spell of this shared machine is not charged to
+whichever model happened to run during it.
 Peak memory on CPU is measured in a child process per (set, dtype, model), on the batch with the
 most padded tokens, with glibc told to mmap every block >= 64 KiB so that process RSS follows live
 tensor memory (that setting slows every allocation, by 35% end to end here, so it never runs during
@@ -38,33 +41,36 @@ import platform
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 import torch
 import torch.nn.functional as F
 
 from encoders.modernbert import ModernBert, ModernBertConfig
+from benchmarks.config import flag_field as _f
 from encoders.modernbert_st import share_parameters
+from retrieval.store import atomic_write_json
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
 class ThroughputConfig:
-    docs: int = 32  # documents per short set (fixed512, var256)
-    long_docs: int = 1  # documents per long set (fixed8192, var4096): minutes per document on a CPU
-    sets: str = "fixed512,var256,fixed8192,var4096"
-    dtype: str = "fp32,bf16"
-    token_budget: int = 16384  # padded tokens (B * T) per batch
-    order: str = "sorted"  # sorted (longest first) | random (generated order) documents before batching
-    memory: bool = True  # measure peak memory (CPU: one extra forward per row, in a child process)
-    models: str = "ours,hf"  # any of ours, ours_compiled (torch.compile'd MLPs), hf
-    repeats: int = 2  # timed passes per model, interleaved (ours, hf, ours, hf, ...); the fastest counts
-    backend: str = "auto"  # attention backend of ours (encoders.attention.BACKENDS)
-    size: str = "base"  # ModernBertConfig preset
-    device: str = "cpu"
-    seed: int = 0
-    out: str = ""  # optional path of a JSON file with every row
+    docs: int = _f(32, "documents per short set (fixed512, var256)")
+    long_docs: int = _f(1, "documents per long set (fixed8192, var4096): minutes per document on a CPU")
+    sets: str = _f("fixed512,var256,fixed8192,var4096", "comma-separated: fixed512, var256 (Normal(256, 64) in 16-512), fixed8192, var4096 (Normal(4096, 1024) in 16-8192)")
+    dtype: str = _f("fp32,bf16", "comma-separated: fp32, bf16, fp16")
+    token_budget: int = _f(16384, "padded tokens (B * T) per batch")
+    order: str = _f("sorted", "sorted (longest first) | random (generated order) documents before batching")
+    memory: bool = _f(True, "measure peak memory (CPU: one extra forward per row, in a child process)")
+    models: str = _f("ours,hf", "any of ours, ours_compiled (torch.compile'd MLPs), hf")
+    repeats: int = _f(2, "timed passes of each model on each batch, interleaved per batch (ours, hf, ours, hf, ...); the fastest pass per batch counts")
+    backend: str = _f("auto", "attention backend of ours (encoders.attention.BACKENDS)")
+    size: str = _f("base", "ModernBertConfig preset")
+    device: str = _f("cpu", "cpu | cuda | cuda:N")
+    seed: int = _f(0, "seed of the document lengths, token ids and weights")
+    out: str = _f("", "optional path of a JSON file with every row")
 
 
 # ----------------------------------------------------------------------------- documents and batches
@@ -207,25 +213,52 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def time_model(model, batches, device) -> tuple[float, float, float]:
-    """Seconds to encode every batch (after one warm-up batch), on CUDA peak memory in bytes
-    (0 on CPU: see `memory_in_child`), and the warm-up's seconds."""
+def warm_up(model, batch, device) -> float:
+    """Seconds of one first call on a short slice of `batch` (includes torch.compile for ours_compiled)."""
+    ids, mask = batch
     with torch.inference_mode():
-        ids, mask = batches[-1]  # warm-up: one short slice of the smallest batch
         t = time.perf_counter()
         model(input_ids=ids[:1, :128].to(device), attention_mask=mask[:1, :128].to(device))
-        warmup = time.perf_counter() - t
-        cuda = device.startswith("cuda")
+        _sync(device)
+    return time.perf_counter() - t
+
+
+def time_batch(model, batch, device) -> tuple[float, int]:
+    """Seconds of one forward over `batch` and, on CUDA, its peak memory in bytes above what was
+    allocated before (0 on CPU: see `memory_in_child`)."""
+    ids, mask = batch
+    cuda = device.startswith("cuda")
+    with torch.inference_mode():
         if cuda:
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         _sync(device)
         t = time.perf_counter()
-        for ids, mask in batches:
-            model(input_ids=ids.to(device), attention_mask=mask.to(device))
+        model(input_ids=ids.to(device), attention_mask=mask.to(device))
         _sync(device)
         seconds = time.perf_counter() - t
-    return seconds, (torch.cuda.max_memory_allocated() - base) if cuda else 0, warmup
+    return seconds, (torch.cuda.max_memory_allocated() - base) if cuda else 0
+
+
+def time_models(models: dict, names: list[str], batches, device, repeats: int) -> dict[str, tuple[float, int]]:
+    """{name: (seconds, peak bytes)} to encode every batch.
+
+    Interleaved at the batch level: for each batch, `repeats` rounds of (every model once), and the
+    fastest pass of each model on that batch counts; seconds is the sum over batches. A slow spell
+    of this shared machine (seconds to minutes long) then hits both models' passes on the same batch
+    and is discarded by the min, instead of landing on whichever model ran during it.
+    """
+    seconds = {name: 0.0 for name in names}
+    peak = {name: 0 for name in names}
+    for batch in batches:
+        passes = {name: [] for name in names}
+        for _ in range(repeats):
+            for name in names:
+                passes[name].append(time_batch(models[name], batch, device))
+        for name in names:
+            seconds[name] += min(t for t, _ in passes[name])
+            peak[name] = max(peak[name], *(m for _, m in passes[name]))
+    return {name: (seconds[name], peak[name]) for name in names}
 
 
 def build_model(name: str, arch: ModernBertConfig, dtype: torch.dtype, backend: str, device: str, seed: int):
@@ -302,13 +335,10 @@ def run(cfg: ThroughputConfig) -> list[Row]:
             flops = useful_flops(arch, lengths)
             padded = sum(ids.numel() for ids, _ in batches)
             biggest = max(groups, key=lambda g: len(g) * max(lengths[i] for i in g))
-            timed = {name: [] for name in names}
-            for _ in range(cfg.repeats):  # interleaved, so a slow spell of the machine hits every model
-                for name in names:
-                    timed[name].append(time_model(models[name], batches, cfg.device))
+            warmups = {name: warm_up(models[name], batches[-1], cfg.device) for name in names}
+            timed = time_models(models, names, batches, cfg.device, cfg.repeats)
             for model_name in names:
-                passes = timed[model_name]  # [(seconds, cuda peak bytes, warm-up seconds)] per repeat
-                seconds, mem, warmup = min(t[0] for t in passes), max(t[1] for t in passes), passes[0][2]
+                (seconds, mem), warmup = timed[model_name], warmups[model_name]
                 if cfg.memory and not cfg.device.startswith("cuda"):
                     mem = memory_in_child({"size": cfg.size, "dtype": dtype_name, "model": model_name,
                                            "backend": cfg.backend, "lengths": [lengths[i] for i in biggest], "seed": cfg.seed})
@@ -371,9 +401,9 @@ def parse_args(argv=None) -> ThroughputConfig:
     for f in dataclasses.fields(ThroughputConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
         else:
-            p.add_argument(flag, type=type(f.default), default=f.default)
+            p.add_argument(flag, type=type(f.default), default=f.default, help=f.metadata["help"] + " (default: %(default)s)")
     return ThroughputConfig(**vars(p.parse_args(argv)))
 
 
@@ -400,9 +430,8 @@ def main(argv=None) -> None:
     print(f"# {cfg}\n# {provenance()}", flush=True)
     rows = run(cfg)
     if cfg.out:
-        with open(cfg.out, "w") as f:
-            json.dump({"config": dataclasses.asdict(cfg), "provenance": provenance(),
-                       "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=2)
+        atomic_write_json(Path(cfg.out), {"config": dataclasses.asdict(cfg), "provenance": provenance(),
+                                          "rows": [dataclasses.asdict(r) for r in rows]})
     print(render(rows))
 
 

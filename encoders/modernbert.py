@@ -150,11 +150,46 @@ def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (N, nh, hd) by position; computed in float32, returned in x's dtype."""
+    """Rotate x (N, ..., hd) by position (cos, sin: (N, hd)); float32 maths, returned in x's dtype.
+
+    x * cos + rotate_half(x) * sin, written as one multiply and two in-place `addcmul_` on the
+    halves (no `cat`, no negated copy); the middle dims broadcast, so q and k rotate in one call.
+    """
+    h = x.shape[-1] // 2
+    bshape = (x.shape[0],) + (1,) * (x.dim() - 2) + (-1,)
+    cos, sin_h = cos.view(bshape), sin[:, :h].view(bshape)  # both halves of sin are equal
     xf = x.float()
-    x1, x2 = xf.chunk(2, dim=-1)
-    rotated = torch.cat((-x2, x1), dim=-1)  # rotate_half
-    return (xf * cos[:, None, :] + rotated * sin[:, None, :]).to(x.dtype)
+    out = xf * cos
+    out[..., :h].addcmul_(xf[..., h:], sin_h, value=-1.0)  # first half:  x1 cos - x2 sin
+    out[..., h:].addcmul_(xf[..., :h], sin_h)  # second half: x2 cos + x1 sin
+    return out.to(x.dtype)
+
+
+def sequence_chunks(cu_seqlens: torch.Tensor, max_tokens: int | None) -> list[tuple[int, int]]:
+    """Split B packed sequences into runs of whole sequences of at most `max_tokens` tokens each
+    (a longer sequence is a run of its own; None: one run). Returns [(first, last + 1)] indices.
+    """
+    if max_tokens is None:  # no .tolist(): on CUDA that would wait for the device
+        return [(0, cu_seqlens.numel() - 1)]
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+    if sum(lengths) <= max_tokens:
+        return [(0, len(lengths))]
+    chunks, lo, used = [], 0, 0
+    for i, n in enumerate(lengths):
+        if used and used + n > max_tokens:
+            chunks.append((lo, i))
+            lo, used = i, 0
+        used += n
+    chunks.append((lo, len(lengths)))
+    return chunks
+
+
+# On CPU, ModernBert.forward_packed encodes big batches in runs of whole sequences whose largest
+# activation, the (n, 2 * intermediate) MLP input, stays under this size. Exact (every op is per
+# token or per sequence) and faster: glibc serves blocks above its mmap threshold (32 MiB at most)
+# with fresh mmaps whose pages fault on first touch, every layer. Base, fp32, 64 x 256 tokens,
+# 2-core EPYC: 481-539 tok/s in one run vs 567-658 tok/s in runs of 1,024-8,192 tokens.
+CPU_CHUNK_BYTES = 16 * 2**20
 
 
 # ----------------------------------------------------------------------------- modules
@@ -195,8 +230,8 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, cu_seqlens, max_len, backend, cache=None):
         N, H = x.shape
         qkv = self.Wqkv(x).view(N, 3, self.nh, self.hd)  # (N, 3, nh, hd)
-        q, k, v = qkv.unbind(dim=1)  # each (N, nh, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(qkv[:, :2], cos, sin).unbind(dim=1)  # each (N, nh, hd); rotated together
+        v = qkv[:, 2]
         y = varlen_attention(q, k, v, cu_seqlens, max_len, window=self.window, backend=backend, cache=cache)
         return self.out_drop(self.Wo(y.reshape(N, H)))
 
@@ -251,6 +286,7 @@ class ModernBert(nn.Module):
         self.cfg = cfg
         self.attn_backend = attn_backend
         self.last_backend: str | None = None
+        self.chunk_tokens: int | None = None  # tokens per run on CPU; None: from CPU_CHUNK_BYTES; 0: never split
         self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleList([Layer(cfg, i) for i in range(cfg.num_hidden_layers)])
         self.final_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, bias=cfg.norm_bias)
@@ -290,6 +326,26 @@ class ModernBert(nn.Module):
             True: rope_cos_sin(positions, self.cfg.head_dim, self.cfg.global_rope_theta),
             False: rope_cos_sin(positions, self.cfg.head_dim, self.cfg.local_rope_theta),
         }  # is_global -> (cos, sin), each (N, hd)
+        chunks = sequence_chunks(cu_seqlens, self._chunk_tokens(x))
+        if len(chunks) == 1:
+            return self._layers(x, rope, cu_seqlens, max_len, backend)
+        outs = []
+        for lo, hi in chunks:  # whole sequences, so every token sees exactly what it would unchunked
+            s, e = int(cu_seqlens[lo]), int(cu_seqlens[hi])
+            cu = cu_seqlens[lo : hi + 1] - s
+            sub = {g: (c[s:e], si[s:e]) for g, (c, si) in rope.items()}
+            outs.append(self._layers(x[s:e], sub, cu, int((cu[1:] - cu[:-1]).max()), backend))
+        return torch.cat(outs)  # (N, H)
+
+    def _chunk_tokens(self, x: torch.Tensor) -> int | None:
+        if x.device.type != "cpu" or self.chunk_tokens == 0:
+            return None  # CUDA's caching allocator reuses blocks: nothing to gain
+        if self.chunk_tokens is not None:
+            return self.chunk_tokens
+        return max(1, CPU_CHUNK_BYTES // (2 * self.cfg.intermediate_size * x.element_size()))
+
+    def _layers(self, x, rope, cu_seqlens, max_len, backend) -> torch.Tensor:
+        """Every layer and the final norm on packed x (N, H) -> (N, H)."""
         cache: dict = {}  # what the attention backend derives from the lengths, shared by all layers
         for i, layer in enumerate(self.layers):
             cos, sin = rope[self.cfg.is_global(i)]

@@ -8,7 +8,7 @@ import torch
 from transformers import ModernBertConfig as HFConfig
 from transformers import ModernBertModel
 
-from encoders.modernbert import ModernBert, ModernBertConfig, apply_rope, rope_cos_sin
+from encoders.modernbert import CPU_CHUNK_BYTES, ModernBert, ModernBertConfig, apply_rope, rope_cos_sin, sequence_chunks
 from encoders.padding import position_ids_from_cu_seqlens
 
 
@@ -131,6 +131,36 @@ def test_sequence_output_independent_of_batch():
         batched = ours(ids, mask).last_hidden_state[1, :50]
         alone = ours(ids[1:2, :50], mask[1:2, :50]).last_hidden_state[0]
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_sequence_chunks_hand_made():
+    cu = torch.tensor([0, 300, 317, 917, 1045, 1174, 1175])  # lengths 300, 17, 600, 128, 129, 1
+    assert sequence_chunks(cu, 400) == [(0, 2), (2, 3), (3, 6)]  # 317 | 600 (alone: > 400) | 258
+    assert sequence_chunks(cu, None) == [(0, 6)]
+    assert sequence_chunks(cu, 1175) == [(0, 6)]
+    assert sequence_chunks(cu, 1) == [(i, i + 1) for i in range(6)]
+
+
+def test_chunked_forward_is_exact_and_keeps_gradients():
+    hf, ours = make_pair()
+    cfg = ours.cfg
+    x = torch.zeros(1, 1)
+    assert ours._chunk_tokens(x) == CPU_CHUNK_BYTES // (2 * cfg.intermediate_size * 4)  # default, fp32 on CPU
+    ids, mask = make_batch(BATCHES["mixed"])
+    m = mask.bool()
+    outs = {}
+    for chunk in (0, 400, 1):  # never split; runs of <= 400 tokens; one sequence per run
+        ours.chunk_tokens = chunk
+        ours.zero_grad()
+        out = ours(input_ids=ids, attention_mask=mask).last_hidden_state
+        out[m].square().sum().backward()
+        outs[chunk] = (out.detach(), ours.layers[1].mlp.Wi.weight.grad.clone())
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask).last_hidden_state
+    for chunk in (400, 1):
+        assert (outs[chunk][0][m] - ref[m]).abs().max().item() <= 1e-4
+        torch.testing.assert_close(outs[chunk][0], outs[0][0], atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(outs[chunk][1], outs[0][1], atol=1e-5, rtol=1e-5)
 
 
 def _rel(a, b):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import benchmarks.throughput as tp
 from benchmarks.throughput import doc_lengths, main, make_batches, useful_flops
 from encoders.modernbert import ModernBertConfig
 
@@ -63,3 +64,21 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
         assert r["tokens_per_s"] > 0 and r["peak_mem_mib"] > 0  # memory measured in a child process
     assert rows[0]["backend"] == "sdpa_blocked"
     assert "| var256 | fp32 | 6 |" in capsys.readouterr().out
+
+
+def test_time_models_interleaves_per_batch_and_sums_each_batch_min(monkeypatch):
+    calls = []
+    fake = {  # (model, batch) -> seconds of each successive pass
+        ("ours", "b0"): [5.0, 1.0], ("hf", "b0"): [2.0, 3.0],
+        ("ours", "b1"): [4.0, 6.0], ("hf", "b1"): [9.0, 7.0],
+    }
+
+    def time_batch(model, batch, device):
+        calls.append((model, batch))
+        return fake[model, batch][sum(c == (model, batch) for c in calls) - 1], 0
+
+    monkeypatch.setattr(tp, "time_batch", time_batch)
+    out = tp.time_models({"ours": "ours", "hf": "hf"}, ["ours", "hf"], ["b0", "b1"], "cpu", repeats=2)
+    assert calls == [("ours", "b0"), ("hf", "b0"), ("ours", "b0"), ("hf", "b0"),
+                     ("ours", "b1"), ("hf", "b1"), ("ours", "b1"), ("hf", "b1")]
+    assert out == {"ours": (1.0 + 4.0, 0), "hf": (2.0 + 7.0, 0)}  # fastest pass per batch, summed
