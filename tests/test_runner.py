@@ -209,3 +209,30 @@ def test_bf16_encoding_is_its_own_result_and_close_to_fp32(tmp_path, scifact_sli
     e16 = DenseEncoder(SentenceTransformer(str(tiny_bert), device="cpu"), DenseEncoderConfig(dtype="bf16")).encode_documents(texts)
     assert e16.dtype == e32.dtype == "float32" and not (e16 == e32).all()
     assert ((e16 * e32).sum(1) > 0.99).all()  # unit vectors: cosine > 0.99
+
+
+def test_batches_by_tokens_hand_made():
+    from encoders.dpr import batches_by_tokens
+
+    order, lengths = [2, 0, 1, 3], [100, 50, 300, 10]  # order is longest first
+    assert [list(b) for b in batches_by_tokens(order, lengths, 64, 400)] == [[2], [0, 1, 3]]  # 1 x 300 | 3 x 100
+    assert [list(b) for b in batches_by_tokens(order, lengths, 2, None)] == [[2, 0], [1, 3]]
+    assert [list(b) for b in batches_by_tokens(order, lengths, 64, 1)] == [[2], [0], [1], [3]]
+
+
+def test_cpu_token_budget_does_not_change_embeddings(scifact_slice, tiny_bert, monkeypatch):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    import encoders.dpr as dpr
+
+    texts = [json.loads(line)["text"] for line in (scifact_slice / "corpus.jsonl").read_text().splitlines()[:40]]
+    model = SentenceTransformer(str(tiny_bert), device="cpu")
+    assert dpr.cpu_token_budget(model) == dpr.CPU_BATCH_BYTES // (model[0].auto_model.config.intermediate_size * 4)
+    default = dpr.DenseEncoder(model).encode_documents(texts)
+    monkeypatch.setattr(dpr, "cpu_token_budget", lambda m: 64)  # a few texts per forward
+    small = dpr.DenseEncoder(model).encode_documents(texts)
+    monkeypatch.setattr(dpr, "cpu_token_budget", lambda m: 10**9)  # whole batches of 64
+    whole = dpr.DenseEncoder(model).encode_documents(texts)
+    np.testing.assert_allclose(small, whole, atol=1e-5)
+    np.testing.assert_allclose(default, whole, atol=1e-5)
