@@ -2,7 +2,7 @@
 
 Texts are tokenized once, sorted by their true token length (not character length), and
 batched so each batch pads to at most its own longest text; rows come back in input order. On CPU
-a batch also holds at most `cpu_token_budget` padded tokens (see CPU_BATCH_BYTES).
+a batch also holds at most `cpu_token_budget` padded tokens.
 Embeddings are float32 ``(n, dim)``; with ``similarity="cos"`` they are L2-normalised so
 inner product is cosine (as BEIR's ``cos_sim`` and MTEB do).
 """
@@ -72,19 +72,17 @@ class DenseEncoder:
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-# On CPU a forward pass holds at most this much in its biggest activation (batch x longest x
-# intermediate floats): glibc serves larger blocks with fresh mmaps whose pages fault on first
-# touch, in every layer. MiniLM-L6, 64 x 256 tokens, 2-core EPYC, three rounds: 5,294-5,541 tok/s
-# in batches of 64, 6,282-6,553 in batches of 8 (= 2,048 tokens). Same idea as ModernBert's
-# CPU_CHUNK_BYTES; results do not depend on it beyond float rounding.
-CPU_BATCH_BYTES = 16 * 2**20
-
-
 def cpu_token_budget(model) -> int:
-    """Padded tokens per forward on CPU so the (tokens, intermediate) float32 activation fits CPU_BATCH_BYTES."""
+    """Padded tokens per forward on CPU so the (tokens, intermediate) float32 activation fits
+    CPU_CHUNK_BYTES, the cap ModernBert's CPU runs use, for the same reason: glibc serves larger
+    blocks with fresh mmaps whose pages fault on first touch, in every layer. MiniLM-L6, 64 x 256
+    tokens, 2-core EPYC, three rounds: 5,294-5,541 tok/s in forwards of 64 texts, 6,282-6,553 in
+    forwards of 8 (2,048 tokens). Results do not depend on it beyond float rounding."""
+    from encoders.modernbert import CPU_CHUNK_BYTES
+
     config = getattr(getattr(model[0], "auto_model", None), "config", None)
     inter = getattr(config, "intermediate_size", None) or 4 * getattr(config, "hidden_size", 1024)
-    return max(1, CPU_BATCH_BYTES // (inter * 4))
+    return max(1, CPU_CHUNK_BYTES // (inter * 4))
 
 
 def batches_by_tokens(order, lengths, batch_size: int, budget: int | None):

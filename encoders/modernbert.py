@@ -189,7 +189,7 @@ def sequence_chunks(cu_seqlens: torch.Tensor, max_tokens: int | None) -> list[tu
 # token or per sequence) and faster: glibc serves blocks above its mmap threshold (32 MiB at most)
 # with fresh mmaps whose pages fault on first touch, every layer. Base, fp32, 64 x 256 tokens,
 # 2-core EPYC: 481-539 tok/s in one run vs 567-658 tok/s in runs of 1,024-8,192 tokens.
-CPU_CHUNK_BYTES = 16 * 2**20
+CPU_CHUNK_BYTES = 16 * 2**20  # also the DPR encoder's CPU cap (encoders.dpr.cpu_token_budget)
 
 
 # ----------------------------------------------------------------------------- modules

@@ -228,7 +228,9 @@ def test_cpu_token_budget_does_not_change_embeddings(scifact_slice, tiny_bert, m
 
     texts = [json.loads(line)["text"] for line in (scifact_slice / "corpus.jsonl").read_text().splitlines()[:40]]
     model = SentenceTransformer(str(tiny_bert), device="cpu")
-    assert dpr.cpu_token_budget(model) == dpr.CPU_BATCH_BYTES // (model[0].auto_model.config.intermediate_size * 4)
+    from encoders.modernbert import CPU_CHUNK_BYTES
+
+    assert dpr.cpu_token_budget(model) == CPU_CHUNK_BYTES // (model[0].auto_model.config.intermediate_size * 4)
     default = dpr.DenseEncoder(model).encode_documents(texts)
     monkeypatch.setattr(dpr, "cpu_token_budget", lambda m: 64)  # a few texts per forward
     small = dpr.DenseEncoder(model).encode_documents(texts)
