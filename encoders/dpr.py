@@ -59,7 +59,6 @@ class DenseEncoder:
         budget = cpu_token_budget(self.model) if self.model.device.type == "cpu" else None
         bar = tqdm(total=len(order), desc=desc, unit="text", leave=False, disable=len(order) <= self.cfg.batch_size)
         for idx in batches_by_tokens(order, [len(x) for x in ids], self.cfg.batch_size, budget):
-            bar.update(len(idx))
             feats = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
             feats = {k: v.to(self.model.device) for k, v in feats.items()}
             emb = self.model(feats)["sentence_embedding"].float()  # (b, dim)
@@ -68,6 +67,7 @@ class DenseEncoder:
             if out is None:
                 out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
             out[idx] = emb.cpu().numpy()
+            bar.update(len(idx))  # after the batch: the bar counts texts encoded, not texts started
         bar.close()
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
