@@ -69,13 +69,15 @@ def _flag_type(tp):
 
 
 def add_flags(parser: argparse.ArgumentParser, cls=EvalConfig) -> None:
-    """One ``--flag-name`` per dataclass field; bools become store_true switches."""
+    """One ``--flag-name`` per dataclass field. A bool that defaults to False is a store_true
+    switch (``--no-cache``); one that defaults to True gets ``--flag`` / ``--no-flag``."""
     for f in dataclasses.fields(cls):
         name = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
         tp = _flag_type(f.type)
         text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
         if tp is bool:
-            parser.add_argument(name, dest=f.name, action="store_true", default=f.default, help=text)
+            action = argparse.BooleanOptionalAction if f.default else "store_true"
+            parser.add_argument(name, dest=f.name, action=action, default=f.default, help=text)
         else:
             parser.add_argument(name, dest=f.name, type=tp, default=f.default, help=text + f" (default: {f.default})".replace("%", "%%"))
 

@@ -47,8 +47,10 @@ import psutil
 import torch
 import torch.nn.functional as F
 
-from encoders.modernbert import ModernBert, ModernBertConfig
+from benchmarks.config import add_flags, from_args
 from benchmarks.config import flag_field as _f
+from encoders.dpr import batches_by_tokens
+from encoders.modernbert import ModernBert, ModernBertConfig
 from encoders.modernbert_st import share_parameters
 from retrieval.store import atomic_write_json
 
@@ -91,21 +93,15 @@ def doc_lengths(name: str, n: int, seed: int) -> list[int]:
 
 
 def make_batches(lengths: list[int], budget: int, order: str = "sorted") -> list[list[int]]:
-    """Group document indices greedily so that each batch's B * max_len <= budget (at least one doc).
+    """Group document indices greedily so that each batch's B * max_len <= budget (at least one doc),
+    with the evaluator's own grouping (`encoders.dpr.batches_by_tokens`, no row cap).
 
     order="sorted": longest first; "random": the documents' own (random) order.
     """
     if order not in ("sorted", "random"):
         raise ValueError(f"unknown order {order!r}; valid: sorted, random")
     idx = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if order == "sorted" else list(range(len(lengths)))
-    batches, cur, longest = [], [], 0
-    for i in idx:
-        if cur and (len(cur) + 1) * max(longest, lengths[i]) > budget:
-            batches.append(cur)
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, lengths[i])
-    return batches + [cur] if cur else batches
+    return list(batches_by_tokens(idx, lengths, max(1, len(lengths)), budget))
 
 
 def padded_batch(lengths: list[int], vocab: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -396,15 +392,10 @@ def provenance() -> dict:
 
 
 def parse_args(argv=None) -> ThroughputConfig:
-    """CLI flags built from ThroughputConfig's fields (--token-budget for token_budget, ...)."""
+    """CLI flags built from ThroughputConfig's fields (--token-budget for token_budget, --no-memory, ...)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for f in dataclasses.fields(ThroughputConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
-        else:
-            p.add_argument(flag, type=type(f.default), default=f.default, help=f.metadata["help"] + " (default: %(default)s)")
-    return ThroughputConfig(**vars(p.parse_args(argv)))
+    add_flags(p, ThroughputConfig)
+    return from_args(p.parse_args(argv), ThroughputConfig)
 
 
 def _rss_tracks_live_memory() -> None:

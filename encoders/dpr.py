@@ -10,7 +10,7 @@ inner product is cosine (as BEIR's ``cos_sim`` and MTEB do).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,14 +85,22 @@ def cpu_token_budget(model) -> int:
     return max(1, CPU_CHUNK_BYTES // (inter * 4))
 
 
-def batches_by_tokens(order, lengths, batch_size: int, budget: int | None):
-    """Consecutive slices of `order` (longest first) of at most `batch_size` texts and, when a
-    budget is given, at most `budget` padded tokens (rows x the slice's first, longest length)."""
-    lo = 0
-    while lo < len(order):
-        step = batch_size if budget is None else max(1, min(batch_size, budget // max(1, lengths[order[lo]])))
-        yield order[lo : lo + step]
-        lo += step
+def batches_by_tokens(order, lengths, batch_size: int, budget: int | None) -> Iterator[list[int]]:
+    """Consecutive runs of `order` of at most `batch_size` texts and, when a budget is given, at most
+    `budget` padded tokens (rows x the run's longest length); a text longer than the budget is a
+    batch of its own. Longest-first order pads least; any order works (the throughput benchmark
+    also batches documents in their generated order)."""
+    batch: list[int] = []
+    longest = 0
+    for i in order:
+        padded_len = max(longest, lengths[i])
+        if batch and (len(batch) == batch_size or (budget is not None and (len(batch) + 1) * padded_len > budget)):
+            yield batch
+            batch, padded_len = [], lengths[i]
+        batch.append(int(i))
+        longest = padded_len
+    if batch:
+        yield batch
 
 
 def effective_max_length(model) -> int:

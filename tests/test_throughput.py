@@ -82,3 +82,13 @@ def test_time_models_interleaves_per_batch_and_sums_each_batch_min(monkeypatch):
     assert calls == [("ours", "b0"), ("hf", "b0"), ("ours", "b0"), ("hf", "b0"),
                      ("ours", "b1"), ("hf", "b1"), ("ours", "b1"), ("hf", "b1")]
     assert out == {"ours": (1.0 + 4.0, 0), "hf": (2.0 + 7.0, 0)}  # fastest pass per batch, summed
+
+
+def test_flags_from_the_config_fields():
+    from benchmarks.throughput import parse_args
+
+    assert parse_args([]).memory is True  # a bool that defaults to True gets --memory / --no-memory
+    cfg = parse_args(["--no-memory", "--docs", "3", "--token-budget", "512", "--sets", "var256"])
+    assert (cfg.memory, cfg.docs, cfg.token_budget, cfg.sets) == (False, 3, 512, "var256")
+    with pytest.raises(SystemExit):
+        parse_args(["--docs", "three"])
