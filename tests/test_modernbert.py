@@ -210,3 +210,18 @@ def test_8192_tokens_one_sequence():
         ref = hf(input_ids=ids, attention_mask=mask).last_hidden_state
     assert out.shape == (1, 8192, 64) and torch.isfinite(out).all()
     assert (out - ref).abs().max().item() <= 1e-4
+
+
+def test_gpu_equivalence_script_runs_every_backend_this_device_has():
+    from benchmarks.gpu_equivalence import check, runnable
+
+    assert runnable("flash_attn", "cuda", torch.float32) == "fp16/bf16 only"
+    assert runnable("torch_varlen", "cpu", torch.bfloat16) == "CUDA only"
+    assert runnable("sdpa_blocked", "cpu", torch.float32) is None
+    rows = {(r["dtype"], r["backend"]): r for r in check("tiny", "cpu", ["fp32", "bf16"], [300, 17, 130, 1])}
+    assert rows[("fp32", "torch_varlen")]["skipped"] == "CUDA only"
+    for dtype in ("fp32", "bf16"):
+        for backend in ("sdpa_blocked", "sdpa_loop"):
+            r = rows[(dtype, backend)]
+            assert r["ran"] == backend and r["ok"], r
+    assert rows[("fp32", "sdpa_blocked")]["max_abs"] <= 1e-4
