@@ -54,11 +54,12 @@ class DenseEncoder:
         tok = self.model.tokenizer
         # ST strips each text before tokenizing; do the same so embeddings match model.encode.
         ids = tok([t.strip() for t in texts], truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]
-        order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: padding only within similar lengths
+        lengths = [len(x) for x in ids]
+        order = np.argsort([-n for n in lengths], kind="stable")  # longest first: padding only within similar lengths
         out: np.ndarray | None = None
         budget = cpu_token_budget(self.model) if self.model.device.type == "cpu" else None
         bar = tqdm(total=len(order), desc=desc, unit="text", leave=False, disable=len(order) <= self.cfg.batch_size)
-        for idx in batches_by_tokens(order, [len(x) for x in ids], self.cfg.batch_size, budget):
+        for idx in batches_by_tokens(order, lengths, self.cfg.batch_size, budget):
             feats = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
             feats = {k: v.to(self.model.device) for k, v in feats.items()}
             emb = self.model(feats)["sentence_embedding"].float()  # (b, dim)
