@@ -81,6 +81,8 @@ def main(argv=None) -> None:
                 ndcg, secs, timings = run_ours(folder, args.split, args.model, args.batch_size, name.removeprefix("ours_"))
                 runs[name].append({"ndcg@10": ndcg, "wall_s": secs, "timings": timings})
             print(f"round {r + 1}: {name:10s} nDCG@10 {ndcg:.5f}  wall {secs:.1f}s", flush=True)
+    if args.json:  # the raw runs first: minutes of work that a failing summary must not lose
+        atomic_write_json(Path(args.json), {"runs": runs})
     rows = summarise(runs)
     peer = rows["peer"]
     print(f"BEIR DenseRetrievalExactSearch fp32: nDCG@10 {peer['ndcg@10']:.5f}  fastest wall {peer['wall_s']:.1f}s")
