@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from encoders.attention import BACKENDS, _has_flash_attn, _has_torch_varlen
+from encoders.dpr import DTYPES
 from encoders.modernbert import ModernBert, ModernBertConfig
 from encoders.modernbert_st import share_parameters
 from retrieval.store import atomic_write_json
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 LENGTHS = [300, 17, 600, 128, 129, 1, 2048]
 
 

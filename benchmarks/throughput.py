@@ -49,12 +49,10 @@ import torch.nn.functional as F
 
 from benchmarks.config import add_flags, from_args
 from benchmarks.config import flag_field as _f
-from encoders.dpr import batches_by_tokens
+from encoders.dpr import DTYPES, batches_by_tokens
 from encoders.modernbert import ModernBert, ModernBertConfig
 from encoders.modernbert_st import share_parameters
 from retrieval.store import atomic_write_json
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
