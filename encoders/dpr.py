@@ -92,14 +92,14 @@ def batches_by_tokens(order, lengths, batch_size: int, budget: int | None) -> It
     batch of its own. Longest-first order pads least; any order works (the throughput benchmark
     also batches documents in their generated order)."""
     batch: list[int] = []
-    longest = 0
+    longest = 0  # of the texts in `batch`
     for i in order:
-        padded_len = max(longest, lengths[i])
-        if batch and (len(batch) == batch_size or (budget is not None and (len(batch) + 1) * padded_len > budget)):
+        full = len(batch) == batch_size or (budget is not None and (len(batch) + 1) * max(longest, lengths[i]) > budget)
+        if batch and full:
             yield batch
-            batch, padded_len = [], lengths[i]
+            batch, longest = [], 0
         batch.append(int(i))
-        longest = padded_len
+        longest = max(longest, lengths[i])
     if batch:
         yield batch
 
