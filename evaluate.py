@@ -4,7 +4,7 @@
     python evaluate.py --datasets scifact,nfcorpus --models bm25,minilm,/path/to/model
     python evaluate.py --leaderboard results/                       # re-render tables only
 
-CLI flags -> EvalConfig -> benchmarks.runner.run -> result JSONs -> leaderboard.
+CLI flags -> RunSpec (validated here, once) -> benchmarks.pipeline.run -> typed results -> rendered tables.
 """
 
 from __future__ import annotations
@@ -13,41 +13,43 @@ import argparse
 import logging
 import sys
 
-from benchmarks.config import EvalConfig, add_flags, from_args
+from benchmarks.leaderboard import paper_markdown, to_markdown, write_leaderboard, write_paper_leaderboard
+from benchmarks.pipeline import run
+from benchmarks.results import Result
+from benchmarks.spec import RunSpec, add_spec_flags, spec_from_args
+from retrieval.beir import DataError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_spec_flags(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    return p
+
+
+def render(spec: RunSpec, folder: str, results: list[Result]) -> str:
+    """Write the folder's tables (every saved result there) and return this run's table as Markdown."""
+    write_leaderboard(folder)
+    if spec.output.layout == "paper":
+        write_paper_leaderboard(folder)
+        return paper_markdown(results)
+    return to_markdown(results)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flags(parser, EvalConfig)
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    cfg = from_args(args, EvalConfig)
-
-    from benchmarks.data import DataError
-    from benchmarks.leaderboard import paper_markdown, to_markdown, write_leaderboard, write_paper_leaderboard
-
-    if cfg.layout not in ("default", "paper"):
-        print(f"error: unknown --layout {cfg.layout!r}; choose default or paper", file=sys.stderr)
-        return 2
-    render = paper_markdown if cfg.layout == "paper" else to_markdown
-    if cfg.leaderboard:
-        results = write_leaderboard(cfg.leaderboard)
-        if cfg.layout == "paper":
-            write_paper_leaderboard(cfg.leaderboard)
-        print(render(results))
+    spec = spec_from_args(args)
+    if spec.output.leaderboard:
+        print(render(spec, spec.output.leaderboard, write_leaderboard(spec.output.leaderboard)))
         return 0
-    from benchmarks.runner import run
-
     try:
-        results = run(cfg)
-    except (DataError, FileNotFoundError, ValueError) as e:
+        results = run(spec)
+    except (DataError, FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if cfg.layout == "paper":
-        write_paper_leaderboard(cfg.output)
-    print(render(results))
-    print(f"results in {cfg.output}/ (leaderboard.md, leaderboard.csv)")
+    print(render(spec, spec.output.output, results))
+    print(f"results in {spec.output.output}/ (leaderboard.md, leaderboard.csv)")
     return 0
 
 

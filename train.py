@@ -5,7 +5,7 @@
     python train.py ... --resume                      # continue a killed run from its last checkpoint
     python evaluate.py --models runs/scifact-dpr --data-dir /work/shared/data
 
-CLI flags -> TrainConfig + MiningConfig (--mine-*) -> encoders.training.train -> OUTPUT/ (model, train_result.json).
+CLI flags -> TrainConfig + MiningConfig (--mine-*) -> encoders.training.trainer.train -> OUTPUT/ (model, train_result.json).
 A --config recipe (TOML or JSON, flat keys named like the flags with '_') sets defaults; flags override it.
 """
 
@@ -17,11 +17,17 @@ import json
 import logging
 import os
 import sys
+import tomllib
 from pathlib import Path
 
-from benchmarks.config import _flag_type, add_flags, from_args
-from encoders.mining import MiningConfig
-from encoders.training import TrainConfig
+from benchmarks.leaderboard import to_markdown
+from benchmarks.pipeline import run
+from benchmarks.spec import make_spec
+from encoders.training.config import TrainConfig
+from encoders.training.mining import MiningConfig
+from encoders.training.trainer import train
+from retrieval.beir import DataError
+from retrieval.flags import _flag_type, add_flags, from_args, split_list
 
 MINE_PREFIX = "mine_"
 
@@ -58,8 +64,6 @@ def load_recipe(path: str) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"recipe {path} not found")
     if p.suffix == ".toml":
-        import tomllib
-
         data = tomllib.loads(p.read_text())
     else:
         data = json.loads(p.read_text())
@@ -95,9 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from benchmarks.data import DataError
-    from encoders.training import train
-
     try:
         record = train(cfg, mining)
     except (DataError, FileNotFoundError, ValueError) as e:
@@ -109,12 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if cfg.eval_data:
         os.environ["WORLD_SIZE"] = "1"  # after torchrun training, rank 0 evaluates alone
-        from benchmarks.config import EvalConfig
-        from benchmarks.leaderboard import to_markdown
-        from benchmarks.runner import run
-
-        ecfg = EvalConfig(datasets=cfg.eval_data, data_dir=cfg.data_dir, models=cfg.output, encoder=cfg.encoder, output=str(Path(cfg.output) / "eval"))
-        print(to_markdown(run(ecfg)))
+        spec = make_spec(datasets=split_list(cfg.eval_data), data_dir=cfg.data_dir, models=(cfg.output,), encoder=cfg.encoder, output=str(Path(cfg.output) / "eval"))
+        print(to_markdown(run(spec)))
     return 0
 
 

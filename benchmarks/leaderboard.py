@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 
 from benchmarks.results import Result, load_results
-from retrieval.store import atomic_write_text
+from retrieval.io import atomic_write, atomic_write_text
 
 KEY_COLUMNS = ["model", "encoder", "dataset", "split"]
 HEADLINE_METRICS = ["ndcg@10", "recall@100", "mrr@10", "map@100"]
@@ -197,10 +197,10 @@ def paper_html(results: list[Result], metric: str = "ndcg@10") -> str:
 
 def paper_png(results: list[Result], path: Path, metric: str = "ndcg@10") -> None:
     """Bar chart of ``metric``: one panel per task, one group per dataset, one bar per (model, encoder)."""
-    import matplotlib
+    import matplotlib  # lazy: plotting only for --layout paper; keeps `import` of the tables light
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after choosing the Agg backend
 
     tasks = breakdowns(results, metric)
     names = list(dict.fromkeys(f"{r.model} ({r.encoder})" for r in results))
@@ -224,9 +224,7 @@ def paper_png(results: list[Result], path: Path, metric: str = "ndcg@10") -> Non
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    from retrieval.store import _atomic_write
-
-    _atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
+    atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
 
 
 def write_paper_leaderboard(folder: Path) -> list[Result]:

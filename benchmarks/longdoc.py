@@ -16,15 +16,13 @@ the offline MiniLM's), without special tokens. A 512-token model that truncates 
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.data import load_beir
+from encoders.loading import resolve_model
+from retrieval.beir import load_beir, write_beir_folder
+from retrieval.sources import resolve
 
 LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 CONCAT_LENGTHS = (2048, 4096, 8192)
@@ -67,9 +65,7 @@ def default_datasets() -> list[str]:
 
 
 def reference_tokenizer():
-    from transformers import AutoTokenizer
-
-    from encoders.loading import resolve_model
+    from transformers import AutoTokenizer  # lazy: only generating a suite needs a tokenizer
 
     tok = AutoTokenizer.from_pretrained(str(resolve_model("minilm").path))
     tok.model_max_length = 1 << 30  # only counts tokens here; no model runs on them
@@ -178,33 +174,6 @@ def generate_concat(spec: LongDocSpec, source_dir: Path, tokenizer) -> tuple[dic
     return corpus, queries, qrels, {did: len(m) for did, m in members.items()}
 
 
-def write_beir_folder(folder: Path, corpus: dict, queries: dict, qrels: dict, meta: dict) -> Path:
-    """Write a BEIR folder atomically (a temporary sibling renamed into place)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    try:
-        (tmp / "qrels").mkdir()
-        with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:
-            for did, doc in corpus.items():
-                f.write(json.dumps({"_id": did, **doc}, ensure_ascii=False) + "\n")
-        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as f:
-            for qid, text in queries.items():
-                f.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
-        with open(tmp / "qrels" / "test.tsv", "w", encoding="utf-8") as f:
-            f.write("query-id\tcorpus-id\tscore\n")
-            for qid, docs in qrels.items():
-                for did, s in docs.items():
-                    f.write(f"{qid}\t{did}\t{s}\n")
-        (tmp / "generator.json").write_text(json.dumps(meta, indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
-
-
 def materialize(name: str, cache_root: Path, data_dir: str | None = None, tokenizer=None) -> Path:
     """The BEIR folder of a generated suite, generating it once (cached by spec and generator version)."""
     spec = parse_name(name)
@@ -215,8 +184,6 @@ def materialize(name: str, cache_root: Path, data_dir: str | None = None, tokeni
         return folder
     tokenizer = tokenizer or reference_tokenizer()
     if spec.suite == "concat":
-        from benchmarks.datasets import resolve
-
         source = resolve("scifact", data_dir)
         corpus, queries, qrels, info = generate_concat(spec, source, tokenizer)
         meta = {"spec": spec.__dict__, "source": str(source), "abstracts_per_doc": info}
@@ -225,36 +192,3 @@ def materialize(name: str, cache_root: Path, data_dir: str | None = None, tokeni
         meta = {"spec": spec.__dict__, "needle_depth": info}
     meta["tokens"] = {d: count_tokens(tokenizer, c["text"]) for d, c in corpus.items()}
     return write_beir_folder(folder, corpus, queries, qrels, meta)
-
-
-# ---- loaders for real long-document sets in their published layouts --------------------------
-
-
-def convert_mldr(src: Path, dst: Path, split: str = "test") -> Path:
-    """MLDR (Chen et al. 2024, ``Shitao/MLDR``) English layout -> BEIR folder.
-
-    ``src/corpus.jsonl``: ``{"docid", "text"}``; ``src/<split>.jsonl``: ``{"query_id", "query",
-    "positive_passages": [{"docid", ...}], ...}``.
-    """
-    corpus = {}
-    for lineno, line in enumerate(open(src / "corpus.jsonl", encoding="utf-8"), 1):
-        o = json.loads(line)
-        corpus[str(o["docid"])] = {"title": "", "text": o["text"]}
-    queries, qrels = {}, {}
-    for line in open(src / f"{split}.jsonl", encoding="utf-8"):
-        o = json.loads(line)
-        qid = str(o["query_id"])
-        queries[qid] = o["query"]
-        qrels[qid] = {str(p["docid"]): 1 for p in o["positive_passages"]}
-    return write_beir_folder(dst, corpus, queries, qrels, {"converted_from": str(src), "layout": "mldr"})
-
-
-def convert_longembed(src: Path, dst: Path) -> Path:
-    """A LongEmbed task folder (``dwzhu/LongEmbed``: ``corpus.jsonl`` {doc_id, text}, ``queries.jsonl`` {qid, text},
-    ``qrels.jsonl`` {qid, doc_id}) -> BEIR folder."""
-    corpus = {str(o["doc_id"]): {"title": "", "text": o["text"]} for o in map(json.loads, open(src / "corpus.jsonl", encoding="utf-8"))}
-    queries = {str(o["qid"]): o["text"] for o in map(json.loads, open(src / "queries.jsonl", encoding="utf-8"))}
-    qrels: dict = {}
-    for o in map(json.loads, open(src / "qrels.jsonl", encoding="utf-8")):
-        qrels.setdefault(str(o["qid"]), {})[str(o["doc_id"])] = 1
-    return write_beir_folder(dst, corpus, queries, qrels, {"converted_from": str(src), "layout": "longembed"})

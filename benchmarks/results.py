@@ -1,23 +1,25 @@
-"""Typed results: one JSON per (model, encoder, dataset, split), written atomically, with provenance.
+"""Typed results: one JSON per (model, encoder, dataset, split, run-spec key), written atomically, with provenance.
 
 Results are computed and saved first; tables and plots are rendered from these files later.
+The file name ends in the first characters of ``config_key`` (the hash of everything that can
+change the scores), so two settings never write the same file. Results written before that
+(schema 1 files named without the key) still load and render.
 """
 
 from __future__ import annotations
 
 import json
-import platform
+import logging
 import re
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 
-from retrieval.store import atomic_write_json
+from retrieval.io import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-LIBRARIES = ("torch", "transformers", "sentence-transformers", "pylate", "faiss-cpu", "bm25s", "pytrec-eval-terrier", "numpy", "mteb", "beir")
 
 
 @dataclass
@@ -38,15 +40,19 @@ class Result:
 
     @property
     def stem(self) -> str:
-        return result_stem(self.model, self.encoder, self.dataset, self.split)
+        return result_stem(self.model, self.encoder, self.dataset, self.split, self.config_key)
 
 
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", s).strip("_")
 
 
-def result_stem(model: str, encoder: str, dataset: str, split: str) -> str:
-    return "__".join(_slug(x) for x in (model, encoder, dataset, split))
+KEY_CHARS = 12  # of config_key in a file name
+
+
+def result_stem(model: str, encoder: str, dataset: str, split: str, key: str) -> str:
+    """``all-MiniLM-L6-v2__dpr__scifact__test__3f9c0a1b2c4d``."""
+    return "__".join(_slug(x) for x in (model, encoder, dataset, split, key[:KEY_CHARS]))
 
 
 def save_result(result: Result, folder: Path) -> Path:
@@ -55,54 +61,33 @@ def save_result(result: Result, folder: Path) -> Path:
     return path
 
 
+FIELDS = {f for f in Result.__dataclass_fields__}
+
+
 def load_result(path: Path) -> Result:
     data = json.loads(Path(path).read_text())
+    unknown = set(data) - FIELDS
+    if unknown or data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: not a result file of schema {SCHEMA_VERSION} (schema {data.get('schema_version')!r}, unknown fields {sorted(unknown)})")
     return Result(**data)
 
 
 def load_results(folder: Path) -> list[Result]:
-    """Every result JSON in ``folder`` (sorted by file name); files that are not results are skipped."""
+    """Every result JSON in ``folder``, oldest first (so the newest wins where a table keeps one per cell).
+
+    Files that are not results are skipped; a result file this version cannot read is skipped
+    with a warning that names it.
+    """
     out = []
     for p in sorted(Path(folder).glob("*.json")):
         try:
             data = json.loads(p.read_text())
         except json.JSONDecodeError:
             continue
-        if isinstance(data, dict) and data.get("schema_version") == SCHEMA_VERSION and "metrics" in data:
-            out.append(Result(**data))
-    return out
-
-
-def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for lib in LIBRARIES:
+        if not (isinstance(data, dict) and "metrics" in data and "schema_version" in data):
+            continue
         try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def git_commit(repo: Path | None = None) -> str:
-    """``<sha>`` of the code that ran, with ``+dirty`` when the work tree had uncommitted changes."""
-    repo = repo or Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return "unknown"
-
-
-def machine() -> dict[str, str]:
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "platform": platform.platform()}
+            out.append(load_result(p))
+        except (ValueError, TypeError) as e:
+            log.warning("skipping %s", e)
+    return sorted(out, key=lambda r: r.created_at)

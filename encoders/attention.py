@@ -168,7 +168,7 @@ def sdpa_loop(q, k, v, cu_seqlens, max_len, *, window, scale, cache=None):
 
 def flash_attn(q, k, v, cu_seqlens, max_len, *, window, scale, cache=None):
     """flash-attn 2 varlen kernel (the kernel the ModernBERT paper trained with)."""
-    from flash_attn import flash_attn_varlen_func
+    from flash_attn import flash_attn_varlen_func  # lazy: flash-attn is optional (CUDA builds only)
 
     return flash_attn_varlen_func(
         q, k, v, cu_seqlens, cu_seqlens, max_len, max_len,
@@ -178,7 +178,7 @@ def flash_attn(q, k, v, cu_seqlens, max_len, *, window, scale, cache=None):
 
 def torch_varlen(q, k, v, cu_seqlens, max_len, *, window, scale, cache=None):
     """torch.nn.attention.varlen.varlen_attn (flash kernel shipped with torch >= 2.10)."""
-    from torch.nn.attention.varlen import varlen_attn
+    from torch.nn.attention.varlen import varlen_attn  # lazy: exists only in torch >= 2.10
 
     return varlen_attn(
         q, k, v, cu_seqlens, cu_seqlens, max_len, max_len,
@@ -198,7 +198,7 @@ BACKENDS: dict[str, AttentionFn] = {
 @functools.cache
 def _has_flash_attn() -> bool:
     try:
-        import flash_attn  # noqa: F401
+        import flash_attn  # noqa: F401  # lazy: probe for the optional flash-attn (CUDA builds only)
     except ImportError:
         return False
     return True
@@ -207,7 +207,7 @@ def _has_flash_attn() -> bool:
 @functools.cache
 def _has_torch_varlen() -> bool:
     try:
-        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401  # lazy: probe; exists only in torch >= 2.10
     except ImportError:
         return False
     return True

@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import bm25s
-import numpy as np
 import Stemmer
 
-from benchmarks.data import Corpus, Queries, doc_text
+from retrieval.beir import Corpus, Queries, doc_text
 
 Run = dict[str, dict[str, float]]
 

@@ -58,7 +58,7 @@ def is_pylate_folder(path: Path) -> bool:
 
 def load_colbert(path: Path | str, cfg: ColbertConfig, *, trust_remote_code: bool = False):
     """Load ``path`` as a ``pylate.models.ColBERT`` on ``cfg.device`` in ``cfg.dtype``."""
-    from pylate.models import ColBERT
+    from pylate.models import ColBERT  # lazy: pylate pulls fast-plaid and is slow to import; only loading a ColBERT needs it
 
     if cfg.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {cfg.dtype!r}; choose from {', '.join(DTYPES)}")

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from encoders.loading import effective_max_length
+from encoders.modernbert import CPU_CHUNK_BYTES
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,8 +82,6 @@ def cpu_token_budget(model) -> int:
     blocks with fresh mmaps whose pages fault on first touch, in every layer. MiniLM-L6, 64 x 256
     tokens, 2-core EPYC, three rounds: 5,294-5,541 tok/s in forwards of 64 texts, 6,282-6,553 in
     forwards of 8 (2,048 tokens). Results do not depend on it beyond float rounding."""
-    from encoders.modernbert import CPU_CHUNK_BYTES
-
     config = getattr(getattr(model[0], "auto_model", None), "config", None)
     inter = getattr(config, "intermediate_size", None) or 4 * getattr(config, "hidden_size", 1024)
     return max(1, CPU_CHUNK_BYTES // (inter * 4))
@@ -102,9 +103,3 @@ def batches_by_tokens(order, lengths, batch_size: int, budget: int | None) -> It
         longest = max(longest, lengths[i])
     if batch:
         yield batch
-
-
-def effective_max_length(model) -> int:
-    from encoders.loading import effective_max_length as f
-
-    return f(model)

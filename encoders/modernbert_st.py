@@ -1,8 +1,10 @@
 """Run sentence-transformers / PyLate models on the unpadded ModernBERT (`encoders.modernbert`).
 
-    >>> st = SentenceTransformer("answerdotai/ModernBERT-base")   # or pylate.models.ColBERT(...)
-    >>> use_unpadded_modernbert(st)                               # -> "sdpa_blocked" on CPU
-    >>> st.encode(["..."])                                        # now runs packed, no padding FLOPs
+    st = SentenceTransformer("answerdotai/ModernBERT-base")   # or pylate.models.ColBERT(...)
+    use_unpadded_modernbert(st)                               # -> "sdpa_blocked" on CPU
+    st.encode(["..."])                                        # now runs packed, no padding FLOPs
+
+(Not a doctest: it downloads ModernBERT-base; tests/test_modernbert_st.py runs the same on a tiny checkpoint.)
 
 The first module's `auto_model` (a transformers `ModernBertModel`) is replaced by a `ModernBert`
 whose parameters ARE the same tensors (no copy): training, `st.to(...)`, `st.half()` and saving act
@@ -59,7 +61,7 @@ def use_unpadded_modernbert(st_model, *, backend: str = "auto", compile: bool = 
         the attention backend that will run for the model's current device and dtype, or None
         (model untouched) when the first module is not a transformers ModernBERT.
     """
-    from sentence_transformers.models import Transformer
+    from sentence_transformers.models import Transformer  # lazy: sentence-transformers is slow to import; only swapping an ST model needs it
 
     first = st_model[0] if len(st_model) else None
     if not isinstance(first, Transformer):

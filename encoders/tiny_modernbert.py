@@ -11,8 +11,10 @@ Deterministic (same seed -> same bytes of model.safetensors and tokenizer.json) 
 ModernBERT itself: arXiv 2412.13663.
 
 Example:
-    >>> path = make_tiny_checkpoint(tmp_path / "tiny")
-    >>> SentenceTransformer(str(path)).encode(["hello world"]).shape
+    >>> import tempfile
+    >>> from sentence_transformers import SentenceTransformer
+    >>> path = make_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny")
+    >>> SentenceTransformer(str(path), device="cpu").encode(["hello world"]).shape
     (1, 64)
 """
 
@@ -70,8 +72,8 @@ def build_vocab(lines: list[str], size: int = VOCAB_SIZE) -> dict[str, int]:
 
 def make_tokenizer(lines: list[str]):
     """A lower-casing WordPiece tokenizer (the `tokenizers` library), wrapped as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors  # lazy: only building a tiny checkpoint (tests, speed scripts) needs it
+    from transformers import PreTrainedTokenizerFast  # lazy: only building a tiny checkpoint (tests, speed scripts) needs it
 
     tok = Tokenizer(models.WordPiece(build_vocab(lines), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -99,7 +101,7 @@ def make_tiny_checkpoint(dir: str | Path, *, seed: int = 0, cfg: ModernBertConfi
     Returns:
         the folder, as a Path.
     """
-    from transformers import ModernBertModel
+    from transformers import ModernBertModel  # lazy: loads transformers' ModernBERT model code; only building a tiny checkpoint needs it
 
     path = Path(dir)
     path.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from retrieval.store import _atomic_write
+from retrieval.io import atomic_write
 
 ALIASES = ("flat", "hnsw", "ivfpq")
 
@@ -139,7 +139,7 @@ def to_run(D: np.ndarray, I: np.ndarray, query_ids: list[str], doc_ids: list[str
 
 def save_index(index: faiss.Index, path: Path) -> None:
     buf = faiss.serialize_index(index)
-    _atomic_write(Path(path), lambda f: f.write(buf.tobytes()))
+    atomic_write(Path(path), lambda f: f.write(buf.tobytes()))
 
 
 def load_index(path: Path) -> faiss.Index:

@@ -40,7 +40,7 @@ import torch
 
 from retrieval import dense
 from retrieval.maxsim import NEG_INF, maxsim_flat, maxsim_search, pad_queries
-from retrieval.store import _atomic_write, atomic_write_json
+from retrieval.io import atomic_write, atomic_write_json
 from retrieval.token_store import TokenStore
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class FaissTokenIndex:
             self.loaded_from_cache = False
             if self.cache_path is not None:
                 buf = faiss.serialize_index(self.index)
-                _atomic_write(Path(self.cache_path), lambda f: f.write(buf.tobytes()))
+                atomic_write(Path(self.cache_path), lambda f: f.write(buf.tobytes()))
         ivf = faiss.try_extract_index_ivf(self.index)
         self.nprobe_used = None
         if ivf is not None:
@@ -209,7 +209,7 @@ class PlaidIndex:
     n_rerank: int = 256  # candidates asked of PLAID and rescored: max(k, n_rerank)
 
     def _open(self, override: bool):
-        from pylate.indexes import PLAID
+        from pylate.indexes import PLAID  # lazy: pylate pulls fast-plaid and sentence-transformers; only the plaid backend needs it
 
         return PLAID(index_folder=str(self.folder.parent), index_name=self.folder.name, override=override, nbits=self.nbits, kmeans_niters=self.kmeans_niters, n_samples_kmeans=self.n_samples_kmeans, n_ivf_probe=self.n_ivf_probe, n_full_scores=self.n_full_scores, seed=self.seed, use_triton=False, show_progress=self.show_progress, device="cpu")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retrieval.store import atomic_write_text
+from retrieval.io import atomic_write_text
 
 Run = dict[str, dict[str, float]]
 

@@ -1,51 +1,21 @@
-"""Atomic files and a resumable, sharded on-disk embedding store.
+"""A resumable, sharded on-disk embedding store.
 
-Every file is written to a temporary name in the same folder, flushed, fsynced and renamed
-over its final name, so a killed process leaves either the old file or the new one, never
-half of one. An :class:`EmbeddingStore` writes one ``.npy`` shard per block of items; a
+Every file goes through :mod:`retrieval.io`'s atomic writers, so a killed process leaves either
+the old file or the new one, never half of one. An :class:`EmbeddingStore` writes one ``.npy`` shard per block of items; a
 restarted job loads the finished shards and encodes only the missing ones. ``meta.json``
 is written last and marks the store complete.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-
-def _atomic_write(path: Path, write: Callable[[object], None], mode: str = "wb") -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda f: f.write(text), mode="w")
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
-
-
-def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    _atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
+from retrieval.io import atomic_save_npy, atomic_write_json
 
 
 def remove_stale_temps(folder: Path) -> int:
@@ -74,12 +44,6 @@ def prepare_store(folder: Path, ids: Sequence[str], *, rank: int = 0, barrier: C
         barrier()
     if json.loads(ids_path.read_text()) != list(ids):
         raise RuntimeError(f"{ids_path}: cached ids differ from this corpus; delete {folder} or use --no-cache")
-
-
-def cache_key(**fields) -> str:
-    """A short stable hash of the fields that determine a cached artefact."""
-    blob = json.dumps(fields, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:20]
 
 
 class EmbeddingStore:

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from retrieval.store import atomic_save_npy, atomic_write_json, prepare_store
+from retrieval.store import prepare_store
+
+from retrieval.io import atomic_save_npy, atomic_write_json
 
 
 class TokenStore:

@@ -1,9 +1,9 @@
-"""benchmarks/beir_parity.py: how rounds of the two pipelines are summarised (the runs themselves are
+"""benchmarks/speed/beir_parity.py: how rounds of the two pipelines are summarised (the runs themselves are
 minutes of encoding, so the script is a benchmark, not a test)."""
 
 import pytest
 
-from benchmarks.beir_parity import summarise
+from benchmarks.speed.beir_parity import summarise
 
 
 def test_fastest_run_counts_and_per_round_ratios():

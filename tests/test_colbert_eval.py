@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.colbert_eval import backend_for
+from encoders.retrievers.colbert import backend_for
 from benchmarks.results import load_results
 
 SCIFACT = Path("/work/shared/data/scifact")
@@ -53,7 +53,7 @@ def test_colbert_end_to_end_and_cache_reuse(tmp_path):
     assert prov["doc_length"] == 128 and prov["query_length"] == 32 and prov["dim"] == 128 and prov["colbert_backend"] == "exact"
     assert prov["model_revision"].startswith("sha256:") and prov["projection_seed"] == 0 and prov["query_prefix"] == "[Q] "
     assert 0.5 < first.metrics["ndcg@10"] <= 1.0  # 12 queries over 60 docs: a working ColBERT finds most judged docs
-    stores = list((tmp_path / "cache" / "colbert").glob("tokens-corpus-*"))
+    stores = list((tmp_path / "cache" / "retrievers" / "colbert").glob("*/corpus"))
     assert len(stores) == 1 and (stores[0] / "meta.json").is_file()
 
     # same cache, fresh output folder: nothing re-encoded (the untrained projection is seeded), identical scores
@@ -82,16 +82,20 @@ def test_new_projection_is_seeded():
 
 def test_colbert_result_key_follows_the_backend_defaults(monkeypatch):
     """A cached ColBERT result is reused only under the same search settings; DPR keys do not depend on them."""
-    from types import SimpleNamespace
+    from benchmarks import models
+    from benchmarks.pipeline import result_key
+    from benchmarks.spec import make_spec
+    from encoders.retrievers import colbert
 
-    from benchmarks.config import EvalConfig
-    from benchmarks.runner import result_config_key
-    from retrieval import multivector
+    class Job:
+        def identity(self):
+            return {"dataset": "abc", "split": "test"}
 
-    ds = SimpleNamespace(checksum="abc", split="test")
-    keys = lambda: [result_config_key(ds, {"path": "m"}, enc, EvalConfig(encoder=enc, index=idx), False) for enc, idx in (("colbert", "faiss"), ("dpr", "flat"))]
+    col_spec, dpr_spec = make_spec(encoder="colbert", index="faiss"), make_spec(encoder="dpr", index="flat")
+    col_r, dpr_r = models.build("minilm", col_spec), models.build("minilm", dpr_spec)
+    keys = lambda: (result_key(Job(), col_r, col_spec), result_key(Job(), dpr_r, dpr_spec))
     (col, dpr) = keys()
-    assert multivector.search_settings("faiss")["n_rerank"] == multivector.FaissTokenIndex().n_rerank
-    monkeypatch.setattr(multivector, "search_settings", lambda name: {"k_tokens": 1})
+    assert colbert.search_settings("faiss")["n_rerank"] == colbert.FaissTokenIndex().n_rerank
+    monkeypatch.setattr(colbert, "search_settings", lambda name: {"k_tokens": 1})
     (col2, dpr2) = keys()
     assert col2 != col and dpr2 == dpr

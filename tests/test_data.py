@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import datasets
-from benchmarks.data import DataError, doc_text, load_beir, load_corpus, load_qrels, load_queries
+from benchmarks import registry
+from retrieval import sources as datasets
+from retrieval.beir import DataError, doc_text, load_beir, load_corpus, load_qrels, load_queries
 
 
 def make_beir(root: Path, corpus=None, queries=None, qrels=None, split="test") -> Path:
@@ -146,15 +147,15 @@ def test_download_checks_md5_then_unpacks(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.urllib.request, "urlretrieve", lambda url, path: Path(path).write_bytes(zpath.read_bytes()))
     root = tmp_path / "datasets"
     with pytest.raises(ValueError, match="does not match BEIR's published 5f7d1de60b170fc8027bb7898e2efca1"):
-        datasets.download_beir(datasets.REGISTRY["scifact"], root)
+        datasets.download_beir("scifact", root)
     assert not (root / "scifact").exists()
-    good = datasets.DatasetSpec("scifact", hashlib.md5(zpath.read_bytes()).hexdigest())
-    out = datasets.download_beir(good, root)
+    monkeypatch.setitem(datasets.BEIR_MD5, "scifact", hashlib.md5(zpath.read_bytes()).hexdigest())
+    out = datasets.download_beir("scifact", root)
     assert out == root / "scifact" and load_beir(out, "test").qrels == {"q1": {"d1": 1}}
     assert [p.name for p in root.iterdir()] == ["scifact"]  # no temporary leftovers
 
 
 def test_quirks_registry():
-    assert datasets.spec_for("arguana").ignore_identical_ids and datasets.spec_for("quora").ignore_identical_ids
-    assert not datasets.spec_for("scifact").ignore_identical_ids
-    assert not datasets.spec_for("my-own-folder").ignore_identical_ids
+    assert registry.spec_for("arguana").ignore_identical_ids and registry.spec_for("quora").ignore_identical_ids
+    assert not registry.spec_for("scifact").ignore_identical_ids
+    assert not registry.spec_for("my-own-folder").ignore_identical_ids

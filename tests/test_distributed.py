@@ -27,8 +27,8 @@ def torchrun(nproc, *args, script="evaluate.py", env_extra=None):
 
 # encoder -> (flags, cache subfolder, store glob, shard file pattern)
 SHARDED = {
-    "dpr": (["--shard-size", "32"], "embeddings", "corpus-*", "shard-{:05d}.npy"),
-    "colbert": (["--encoder", "colbert", "--index", "exact", "--doc-length", "64", "--token-shard-size", "32"], "colbert", "tokens-corpus-*", "tokens-{:05d}.npy"),
+    "dpr": (["--shard-size", "32"], "retrievers/dpr", "*/corpus", "shard-{:05d}.npy"),
+    "colbert": (["--encoder", "colbert", "--index", "exact", "--doc-length", "64", "--token-shard-size", "32"], "retrievers/colbert", "*/corpus", "tokens-{:05d}.npy"),
 }
 
 

@@ -5,8 +5,8 @@ import json
 import pytest
 
 import evaluate
-from benchmarks import layouts
-from benchmarks.data import load_beir
+from retrieval import layouts
+from retrieval.beir import load_beir
 from benchmarks.results import load_results
 
 

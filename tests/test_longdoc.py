@@ -7,7 +7,7 @@ import pytest
 
 import evaluate
 from benchmarks import longdoc
-from benchmarks.data import load_beir
+from retrieval.beir import load_beir
 from benchmarks.results import load_results
 from retrieval.maxp import chunk_text, max_over_chunks
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from encoders import mining
-from encoders.mining import MiningConfig, mine_pool, negatives_for_pairs, select_negatives
+from encoders.training import mining
+from encoders.training.mining import MiningConfig, mine_pool, negatives_for_pairs, select_negatives
 
 # rank:      1          2          3          4          5          6          7          8
 HITS = [("p1", 0.90), ("x", 0.95), ("p2", 0.85), ("a", 0.84), ("b", 0.80), ("c", 0.70), ("d", 0.60), ("e", 0.50)]

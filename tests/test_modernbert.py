@@ -213,7 +213,7 @@ def test_8192_tokens_one_sequence():
 
 
 def test_gpu_equivalence_script_runs_every_backend_this_device_has():
-    from benchmarks.gpu_equivalence import check, runnable
+    from benchmarks.speed.gpu_equivalence import check, runnable
 
     assert runnable("flash_attn", "cuda", torch.float32) == "fp16/bf16 only"
     assert runnable("torch_varlen", "cpu", torch.bfloat16) == "CUDA only"

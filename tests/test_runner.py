@@ -141,13 +141,13 @@ def test_sigkill_during_encoding_resumes(tmp_path, small_slice):
     deadline = time.time() + 120
     shards = []
     while time.time() < deadline and len(shards) < 2:
-        shards = list(cache.glob("embeddings/corpus-*/shard-*.npy"))
+        shards = list(cache.glob("retrievers/dpr/*/corpus/shard-*.npy"))
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 2 <= len(shards) and not list(out.glob("*.json"))  # killed before any result was written
     n_total = -(-sum(1 for _ in open(scifact_slice / "corpus.jsonl")) // 16)
-    done_before = len(list(cache.glob("embeddings/corpus-*/shard-*.npy")))
+    done_before = len(list(cache.glob("retrievers/dpr/*/corpus/shard-*.npy")))
     assert done_before < n_total
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
     resumed = load_results(out)[0]
@@ -167,7 +167,7 @@ def test_stream_mode_gives_identical_scores(tmp_path, scifact_slice, tiny_bert):
 
 
 def test_disk_corpus_matches_loaded_corpus(scifact_slice):
-    from benchmarks.data import DiskCorpus, LazyTexts, doc_text, load_corpus
+    from retrieval.beir import DiskCorpus, LazyTexts, doc_text, load_corpus
 
     mem, disk = load_corpus(scifact_slice / "corpus.jsonl"), DiskCorpus(scifact_slice / "corpus.jsonl")
     assert list(disk) == list(mem) and len(disk) == len(mem)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from encoders.schedule import batch_plan, warmup_batch_size, wsd_factor, wsd_lr
+from encoders.training.schedule import batch_plan, warmup_batch_size, wsd_factor, wsd_lr
 
 
 def test_wsd_phases_exact():

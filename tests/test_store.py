@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from retrieval.store import EmbeddingStore, _atomic_write, atomic_write_json, cache_key
+from retrieval.store import EmbeddingStore
+
+from retrieval.io import atomic_write, atomic_write_json, cache_key
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
@@ -18,7 +20,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         raise RuntimeError("killed mid-write")
 
     with pytest.raises(RuntimeError):
-        _atomic_write(p, dies_mid_write)
+        atomic_write(p, dies_mid_write)
     assert json.loads(p.read_text()) == {"a": 1}
     assert [f.name for f in tmp_path.iterdir()] == ["r.json"]  # no temp left behind
 

@@ -1,11 +1,11 @@
-"""benchmarks/throughput.py: batching, FLOP counting, and one tiny end-to-end run (timing + memory child)."""
+"""benchmarks/speed/throughput.py: batching, FLOP counting, and one tiny end-to-end run (timing + memory child)."""
 
 import json
 
 import pytest
 
-import benchmarks.throughput as tp
-from benchmarks.throughput import doc_lengths, main, make_batches, useful_flops
+import benchmarks.speed.throughput as tp
+from benchmarks.speed.throughput import doc_lengths, main, make_batches, useful_flops
 from encoders.modernbert import ModernBertConfig
 
 
@@ -85,7 +85,7 @@ def test_time_models_interleaves_per_batch_and_sums_each_batch_min(monkeypatch):
 
 
 def test_flags_from_the_config_fields():
-    from benchmarks.throughput import parse_args
+    from benchmarks.speed.throughput import parse_args
 
     assert parse_args([]).memory is True  # a bool that defaults to True gets --memory / --no-memory
     cfg = parse_args(["--no-memory", "--docs", "3", "--token-budget", "512", "--sets", "var256"])

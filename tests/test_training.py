@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.data import DataError
 from conftest import ROOT, write_slice
-from encoders.mining import MiningConfig
-from encoders.train_data import load_jsonl_examples, parse_train_data
-from encoders.training import TrainConfig, WarmupNoDuplicatesBatchSampler, resolve_loss, train
+from encoders.training.config import TrainConfig, resolve_loss
+from encoders.training.data import load_jsonl_examples, parse_train_data
+from encoders.training.mining import MiningConfig
+from encoders.training.sampler import WarmupNoDuplicatesBatchSampler
+from encoders.training.trainer import train
+from retrieval.beir import DataError
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +197,7 @@ def test_parse_train_data():
 
 
 def test_msmarco_offline_error_names_the_dataset():
-    code = "from encoders.train_data import load_msmarco\nload_msmarco('dpr')"
+    code = "from encoders.training.data import load_msmarco\nload_msmarco('dpr')"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode != 0

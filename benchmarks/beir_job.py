@@ -1,0 +1,62 @@
+"""A BEIR dataset as a pipeline job: load and validate, index, search, score with pytrec_eval."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from functools import cached_property
+from pathlib import Path
+
+from benchmarks import registry
+from benchmarks.job import Contexts, Scored, drop_self_hits
+from encoders.retrievers.protocol import Retriever
+from retrieval.beir import BeirDataset, dataset_checksum, load_beir
+from retrieval.distributed import Dist
+from retrieval.metrics import MetricSpec, evaluate
+
+log = logging.getLogger(__name__)
+
+
+class BeirJob:
+    """One split of a BEIR folder. ``name`` is the display name (the folder's name when given a path)."""
+
+    def __init__(self, name: str, folder: Path, *, split: str, task: str, top_k: int, ignore_identical_ids: bool, stream: bool = False):
+        self.folder, self.split, self.task, self.top_k, self.stream = Path(folder), split, task, top_k, stream
+        self.dataset = name if "/" not in name else self.folder.name
+        self.ignore_ids = ignore_identical_ids or registry.spec_for(self.dataset).ignore_identical_ids
+        self.checksum = dataset_checksum(self.folder, split)
+
+    def identity(self) -> dict:
+        return {"dataset": self.checksum, "split": self.split, "ignore_identical_ids": self.ignore_ids, "metrics": asdict(MetricSpec())}
+
+    @cached_property
+    def ds(self) -> BeirDataset:
+        t = time.perf_counter()
+        ds = load_beir(self.folder, self.split, name=self.dataset, stream=self.stream)
+        self.load_s = time.perf_counter() - t
+        log.info("%s/%s: %d docs, %d queries with qrels (checksum %s)", ds.name, self.split, len(ds.corpus), len(ds.queries), ds.checksum[:12])
+        return ds
+
+    def evaluate(self, retriever: Retriever, contexts: Contexts, dist: Dist) -> Scored | None:
+        ds = self.ds
+        timings: dict[str, float] = {"load_data_s": self.load_s}
+        t = time.perf_counter()
+        if retriever.distributed or dist.is_main:
+            retriever.index(ds.corpus, contexts(retriever, ds.corpus_checksum, ds.name))
+        if not dist.is_main:
+            return None  # this rank's share of the work is on disk; rank 0 searches
+        timings["index_total_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        k = min(self.top_k, len(ds.corpus))
+        run = retriever.search(ds.queries, k + int(self.ignore_ids))
+        if self.ignore_ids:
+            run = drop_self_hits(run, k)
+        timings["search_total_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        metrics = evaluate(ds.qrels, run)
+        timings["metrics_s"] = time.perf_counter() - t
+        prov = {"dataset_path": str(ds.path), "dataset_checksum": ds.checksum, "corpus_checksum": ds.corpus_checksum, "ignore_identical_ids": self.ignore_ids,
+                "unknown_qrels_docs": ds.unknown_qrels_docs, "top_k": self.top_k}
+        return Scored(metrics, len(ds.qrels), len(ds.corpus), prov, timings, run)
+

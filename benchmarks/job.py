@@ -1,0 +1,79 @@
+"""What the pipeline runs: a job (one dataset or MTEB task) scores one retriever; contexts give it a keyed cache.
+
+A job implements :class:`Job`: ``identity()`` (what about the data determines the scores) and
+``evaluate(retriever, contexts, dist) -> Scored`` (``None`` on torchrun ranks other than 0).
+:class:`Contexts` hands each (retriever, corpus) pair its cache folder, keyed by the corpus
+checksum, the retriever's identity and every model and encoding setting of the run spec that
+applies to its kind; ``--no-cache`` empties that folder once per run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from benchmarks.spec import RunSpec
+from encoders.retrievers.protocol import IndexContext, Retriever, Run
+from retrieval.distributed import Dist
+from retrieval.io import cache_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scored:
+    """A job's outcome for one retriever, before it becomes a :class:`benchmarks.results.Result`."""
+
+    metrics: dict[str, float]
+    num_queries: int
+    num_docs: int
+    provenance: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    run: Run | None = None  # the BEIR run, when the job produced one (for --save-run)
+
+
+class Job(Protocol):
+    dataset: str  # display name
+    split: str
+    task: str
+
+    def identity(self) -> dict: ...
+
+    def evaluate(self, retriever: Retriever, contexts: "Contexts", dist: Dist) -> Scored | None: ...
+
+
+class Contexts:
+    """Cache folders for retrievers: ``<cache>/retrievers/<kind>/<corpus checksum>-<key>``."""
+
+    def __init__(self, spec: RunSpec, root: Path, dist: Dist):
+        self.spec, self.root, self.dist = spec, Path(root), dist
+        self.wiped: set[Path] = set()
+
+    def key(self, retriever: Retriever, corpus_checksum: str) -> str:
+        settings = self.spec.settings(retriever.kind, ("model", "encoding"))
+        return cache_key(kind=retriever.kind, corpus=corpus_checksum, identity=retriever.identity(), settings=settings)
+
+    def __call__(self, retriever: Retriever, corpus_checksum: str, desc: str = "") -> IndexContext:
+        folder = self.root / "retrievers" / retriever.kind / f"{corpus_checksum[:16]}-{self.key(retriever, corpus_checksum)}"
+        if self.spec.output.no_cache and folder not in self.wiped:
+            if self.dist.is_main and folder.exists():
+                shutil.rmtree(folder)
+            self.wiped.add(folder)
+        self.dist.barrier()  # no rank writes into the folder before rank 0 has emptied it
+        return IndexContext(cache=folder, corpus_checksum=corpus_checksum, dist=self.dist, desc=desc)
+
+
+def drop_self_hits(run: Run, k: int) -> Run:
+    """Drop each query's hit on the document with its own id, then keep its ``k`` best.
+
+    >>> drop_self_hits({"q1": {"q1": 3.0, "d1": 2.0, "d2": 1.0}}, 1)
+    {'q1': {'d1': 2.0}}
+    """
+    out: Run = {}
+    for qid, hits in run.items():
+        ranked = sorted(((d, s) for d, s in hits.items() if d != qid), key=lambda kv: -kv[1])
+        out[qid] = dict(ranked[:k])
+    return out

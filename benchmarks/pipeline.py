@@ -1,0 +1,94 @@
+"""The one pipeline: every (job, retriever) pair through the same loop, whatever the retriever kind or the task.
+
+    results = run(spec)        # list[Result], the same on every torchrun rank
+
+Per pair: the result key (a hash of the job's data identity, the retriever's identity and every
+run-spec setting that applies to its kind) -> a cached result with that key, or
+``job.evaluate`` -> a typed :class:`~benchmarks.results.Result`, saved atomically under a file
+name that carries the key. Nothing is rendered here: tables are the CLI's step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from benchmarks import models, mteb_bridge, tasks
+from benchmarks.beir_job import BeirJob
+from benchmarks.job import Contexts, Job
+from benchmarks.results import Result, load_result, result_stem, save_result
+from benchmarks.spec import RunSpec
+from encoders.retrievers.protocol import Retriever
+from retrieval import distributed
+from retrieval.distributed import Dist
+from retrieval.io import cache_key
+from retrieval.provenance import git_commit, library_versions, machine
+from retrieval.runfile import write_trec
+
+log = logging.getLogger(__name__)
+
+
+def result_key(job: Job, retriever: Retriever, spec: RunSpec) -> str:
+    """The hash of everything that can change this pair's scores."""
+    return cache_key(job=job.identity(), kind=retriever.kind, retriever=retriever.identity(), settings=spec.settings(retriever.kind))
+
+
+def jobs_for(spec: RunSpec) -> list[Job]:
+    """The datasets (or MTEB tasks) of one task's spec, resolved to jobs."""
+    if spec.data.task == "mteb":
+        return mteb_bridge.jobs(spec)
+    d = spec.data
+    return [BeirJob(name, tasks.resolve_dataset(name, spec), split=d.split, task=d.task, top_k=spec.index.top_k, ignore_identical_ids=d.ignore_identical_ids, stream=spec.index.stream)
+            for name in tasks.datasets_of(spec)]
+
+
+def run(spec: RunSpec) -> list[Result]:
+    """Evaluate every (dataset, model) pair of ``spec``; returns the results (fresh or cached) on every rank."""
+    if not spec.model.models:
+        raise ValueError("--models is empty")
+    d = distributed.init()
+    try:
+        return [r for s in tasks.expand(spec) for r in run_jobs(jobs_for(s), s, d)]
+    finally:
+        distributed.shutdown(d)
+
+
+def run_jobs(jobs: list[Job], spec: RunSpec, d: Dist = Dist()) -> list[Result]:
+    out_dir = Path(spec.output.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    contexts = Contexts(spec, tasks.cache_root(spec), d)
+    common = {"git_commit": git_commit(), "libraries": library_versions(), "machine": machine(), "world_size": d.world}
+    retrievers: dict[str, Retriever] = {}
+    results = []
+    for job in jobs:
+        for name in spec.model.models:
+            if name not in retrievers:
+                retrievers[name] = models.build(name, spec)
+            results.append(run_pair(job, retrievers[name], spec, contexts, common))
+    return results
+
+
+def run_pair(job: Job, retriever: Retriever, spec: RunSpec, contexts: Contexts, common: dict) -> Result:
+    """One (job, retriever): the cached result with this key, or a fresh one (computed, saved, shared with every rank)."""
+    d, out_dir = contexts.dist, Path(spec.output.output)
+    key = result_key(job, retriever, spec)
+    path = out_dir / f"{result_stem(retriever.name, retriever.kind, job.dataset, job.split, key)}.json"
+    if path.is_file() and not spec.output.no_cache:
+        cached = load_result(path)
+        if cached.config_key == key:
+            log.info("cached: %s (%s) on %s/%s nDCG@10=%.4f", retriever.name, retriever.kind, job.dataset, job.split, cached.metrics.get("ndcg@10", float("nan")))
+            return cached
+    t = time.perf_counter()
+    scored = job.evaluate(retriever, contexts, d)
+    result = None
+    if d.is_main:
+        prov = retriever.provenance()
+        timings = {**prov.pop("timings", {}), **scored.timings, "total_s": time.perf_counter() - t}
+        result = Result(model=retriever.name, encoder=retriever.kind, dataset=job.dataset, split=job.split, task=job.task, metrics=scored.metrics, num_queries=scored.num_queries,
+                        num_docs=scored.num_docs, config_key=key, provenance={**common, **prov, **scored.provenance, "settings": spec.settings(retriever.kind)}, timings=timings)
+        if spec.output.save_run and scored.run is not None:
+            write_trec(scored.run, out_dir / "runs" / f"{result.stem}.trec", tag=result.stem)
+        save_result(result, out_dir)
+        log.info("%s (%s) on %s/%s: nDCG@10=%.4f in %.1fs", result.model, result.encoder, result.dataset, result.split, result.metrics.get("ndcg@10", float("nan")), timings["total_s"])
+    return d.share(result)

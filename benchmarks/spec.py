@@ -1,0 +1,92 @@
+"""The run spec: one frozen, typed config per concern, validated once at the CLI, hashed into every key.
+
+    RunSpec(data=DataConfig(...), model=ModelConfig(...), encoding=EncodingConfig(...),
+            index=IndexConfig(...), output=OutputConfig(...))
+
+``settings(kind)`` is every field that changes the scores of a retriever kind (each field says
+which kinds in its ``kinds`` metadata); :func:`benchmarks.pipeline` hashes it, with the dataset's
+checksum and the retriever's own identity, into the cache key of its artefacts and the key and
+file name of its result. Fields with ``kinds=()`` (where output goes, which models and datasets
+to iterate over) never change a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from encoders.retrievers.config import ALL, EncodingConfig, IndexConfig, ModelConfig, applies
+from retrieval.flags import add_flags, flag_field, from_args
+
+Task = Literal["beir", "mteb", "longdoc", "code", "all"]
+Layout = Literal["default", "paper"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    task: Task = flag_field("beir", "what to evaluate", kinds=ALL)
+    datasets: tuple[str, ...] = flag_field((), "comma-separated dataset names or BEIR-format folders (default per task: beir=scifact, code=cosqa, longdoc=passkey/needle/concat suites)", kinds=(), list=True)
+    mteb_tasks: tuple[str, ...] = flag_field((), "mteb: comma-separated MTEB task names, e.g. SciFact,NFCorpus (default: the MTEB names of --datasets, else SciFact); a task whose BEIR folder is found locally reads it instead of MTEB's pinned revision", kinds=(), list=True)
+    data_dir: str | None = flag_field(None, "folder holding BEIR datasets by name (else $RETRIEVAL_DATA_DIR, the cache, or BEIR's URL)", kinds=())  # content is keyed by checksum
+    split: str = flag_field("test", "qrels split to evaluate", kinds=ALL)
+    ignore_identical_ids: bool = flag_field(False, "drop hits whose id equals the query id for every dataset (ArguAna and Quora get it automatically)", kinds=ALL)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    output: str = flag_field("results", "folder for result JSONs, run files and the leaderboard", kinds=())
+    cache_dir: str | None = flag_field(None, "embedding/index cache (default: $RETRIEVAL_CACHE or ~/.cache/modernretrieval)", kinds=())
+    no_cache: bool = flag_field(False, "recompute everything: ignore cached results, embeddings and indexes", kinds=())
+    save_run: bool = flag_field(False, "also write a TREC run file per result", kinds=())
+    leaderboard: str | None = flag_field(None, "only re-render the leaderboard from saved results in this folder", kinds=())
+    layout: Layout = flag_field("default", "leaderboard layout: default (per dataset) or paper (ModernBERT Table 1 columns + per-task breakdowns, also HTML and PNG)", kinds=())
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "encoding": EncodingConfig, "index": IndexConfig, "output": OutputConfig}
+GROUP_TITLES = {"data": "data", "model": "model", "encoding": "encoding", "index": "index and search", "output": "output"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def settings(self, kind: str, sections: tuple[str, ...] = tuple(SECTIONS)) -> dict:
+        """``{"section.field": value}`` for every field of ``sections`` that changes the scores of ``kind``."""
+        out = {}
+        for name in sections:
+            section = getattr(self, name)
+            for f in dataclasses.fields(section):
+                if applies(f, kind):
+                    out[f"{name}.{f.name}"] = getattr(section, f.name)
+        return out
+
+    def replace(self, **changes) -> "RunSpec":
+        """``spec.replace(task="code", top_k=10)``: fields by name, whatever their section."""
+        by_section: dict[str, dict] = {}
+        for key, value in changes.items():
+            section = next((s for s, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}), None)
+            if section is None:
+                raise TypeError(f"RunSpec has no field {key!r}")
+            by_section.setdefault(section, {})[key] = value
+        return dataclasses.replace(self, **{s: dataclasses.replace(getattr(self, s), **kw) for s, kw in by_section.items()})
+
+
+def make_spec(**fields) -> RunSpec:
+    """A spec from flat field names (``make_spec(datasets=("scifact",), models=("bm25",))``)."""
+    return RunSpec().replace(**fields)
+
+
+def add_spec_flags(parser: argparse.ArgumentParser) -> None:
+    """One argparse group per section; every field a flag (see :func:`retrieval.flags.add_flags`)."""
+    for name, cls in SECTIONS.items():
+        add_flags(parser.add_argument_group(GROUP_TITLES[name]), cls)
+
+
+def spec_from_args(ns: argparse.Namespace) -> RunSpec:
+    return RunSpec(**{name: from_args(ns, cls) for name, cls in SECTIONS.items()})

@@ -1,0 +1,1 @@
+"""Retrievers: BM25, DPR and ColBERT behind one protocol (:mod:`encoders.retrievers.protocol`)."""

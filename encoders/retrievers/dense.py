@@ -1,0 +1,131 @@
+"""DPR: a single-vector encoder and a FAISS index, with resumable embedding shards.
+
+``index(corpus, ctx)`` encodes the corpus into an :class:`~retrieval.store.EmbeddingStore` under
+``ctx.cache`` (a killed run resumes from its last shard; under torchrun each rank encodes its
+share) and builds or loads the FAISS index for ``--index``. ``search`` encodes the queries
+(cached too) and returns a BEIR run. With ``doc_handling="maxp"`` documents are cut into
+max-length windows and a document scores its best window (Dai & Callan 2019).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from encoders.dpr import DenseEncoder, DenseEncoderConfig
+from encoders.loading import load_sentence_transformer, resolve_model
+from encoders.retrievers.backbone import default_device, swap_backbone, variant_suffix
+from encoders.retrievers.config import EncodingConfig, IndexConfig, ModelConfig
+from encoders.retrievers.protocol import Corpus, IndexContext, Queries, Run
+from retrieval import dense
+from retrieval.beir import LazyTexts
+from retrieval.io import cache_key
+from retrieval.maxp import chunk_text, max_over_chunks
+from retrieval.store import EmbeddingStore
+
+log = logging.getLogger(__name__)
+
+
+def texts_key(ids: list[str], texts: list[str]) -> str:
+    """A content hash of an ordered (id, text) list: keys the query-embedding cache."""
+    h = hashlib.sha256()
+    for i, t in zip(ids, texts):
+        h.update(f"{i}\t{t}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class DenseRetriever:
+    kind = "dpr"
+    distributed = True
+
+    def __init__(self, spec: str, model: ModelConfig, encoding: EncodingConfig, index: IndexConfig):
+        self.src = resolve_model(spec, trust_remote_code=model.trust_remote_code)
+        st = load_sentence_transformer(self.src, pooling=model.pooling, max_length=encoding.max_length, device=default_device(encoding.device), trust_remote_code=model.trust_remote_code)
+        self.encoder = DenseEncoder(st, DenseEncoderConfig(similarity=model.similarity, query_prefix=model.query_prefix, doc_prefix=model.doc_prefix, batch_size=encoding.batch_size, dtype=encoding.dtype))
+        log.info("%s: effective max length %d tokens", self.src.name, self.encoder.max_length)
+        self.backbone = swap_backbone(st, model)
+        self.model_cfg, self.encoding, self.index_cfg = model, encoding, index
+        self.name = self.src.name + variant_suffix(model, encoding, index)
+        self.spec = spec
+        self.index_info: dict = {}
+        self.timings: dict = {}
+
+    def identity(self) -> dict:
+        return dict(path=str(self.src.path), revision=self.src.revision, max_length=self.encoder.max_length)
+
+    def provenance(self) -> dict:
+        m, e = self.model_cfg, self.encoding
+        return dict(model_spec=self.spec, model_path=str(self.src.path), model_revision=self.src.revision, max_length=self.encoder.max_length, pooling=m.pooling or "model default",
+                    similarity=m.similarity, dtype=e.dtype, query_prefix=m.query_prefix, doc_prefix=m.doc_prefix, device=str(self.encoder.model.device), backbone=self.backbone, timings=self.timings, **self.index_info)
+
+    # --- index ---------------------------------------------------------------------------
+    def _chunks(self, doc_ids: list[str], texts) -> tuple[list[str], list[str], np.ndarray]:
+        """MaxP: every document's max-length windows -> (chunk ids, chunk texts, (n_chunks,) document index)."""
+        tok = self.encoder.model.tokenizer
+        window = self.encoder.max_length - tok.num_special_tokens_to_add() - len(tok(self.model_cfg.doc_prefix, add_special_tokens=False)["input_ids"])
+        chunks = [chunk_text(t, tok, window, self.encoding.chunk_stride) for t in texts[:]]
+        chunk_doc = np.repeat(np.arange(len(doc_ids)), [len(c) for c in chunks])
+        ids = [f"{doc_ids[d]}#{j}" for d, c in enumerate(chunks) for j in range(len(c))]
+        return ids, [piece for c in chunks for piece in c], chunk_doc
+
+    def index(self, corpus: Corpus, ctx: IndexContext) -> None:
+        self.ctx, self.timings = ctx, {}
+        self.doc_ids = list(corpus)
+        t = time.perf_counter()
+        ids, texts, self.chunk_doc = self.doc_ids, LazyTexts(corpus, self.doc_ids), None  # texts read per shard
+        if self.encoding.doc_handling == "maxp":
+            ids, texts, self.chunk_doc = self._chunks(self.doc_ids, texts)
+            self.timings["chunks"] = len(texts)
+        store = EmbeddingStore(ctx.cache / "corpus", shard_size=self.encoding.shard_size)
+        d = ctx.dist
+        emb = store.build(ids, texts, self.encoder.encode_documents, desc=f"encode {ctx.desc} corpus", rank=d.rank, world=d.world, barrier=d.barrier, load=not self.index_cfg.stream)
+        if not d.is_main:
+            return
+        self.timings.update(encode_corpus_s=time.perf_counter() - t, corpus_shards_encoded=store.encoded_shards)
+        t = time.perf_counter()
+        self.faiss = self._open_index(store, emb, len(ids), ctx.cache)
+        self.timings["index_s"] = time.perf_counter() - t
+
+    def _open_index(self, store: EmbeddingStore, emb: np.ndarray | None, n: int, cache: Path):
+        dim = int(json.loads((store.folder / "meta.json").read_text())["dim"])
+        factory = dense.factory_string(self.index_cfg.index, n, dim)
+        self.index_info = {"index": self.index_cfg.index, "faiss_factory": factory, "embedding_dim": dim, "doc_handling": self.encoding.doc_handling}
+
+        def build():
+            if emb is not None:
+                return dense.build_index(emb, factory)
+            return dense.build_index_from_shards(lambda: store.iter_shards(n), n, dim, factory)
+
+        if factory == "Flat":  # exact search: building is a copy, caching would only duplicate the embeddings
+            return build()
+        path = cache / f"index-{cache_key(factory=factory, stream=self.index_cfg.stream)}.faiss"
+        if path.is_file():
+            return dense.load_index(path)
+        index = build()
+        dense.save_index(index, path)
+        return index
+
+    # --- search --------------------------------------------------------------------------
+    def search(self, queries: Queries, k: int) -> Run:
+        qids = list(queries)
+        texts = [queries[q] for q in qids]
+        t = time.perf_counter()
+        q_store = EmbeddingStore(self.ctx.cache / f"queries-{texts_key(qids, texts)}", shard_size=self.encoding.shard_size)
+        q_emb = q_store.build(qids, texts, self.encoder.encode_queries, desc=f"encode {self.ctx.desc} queries")
+        self.timings["encode_queries_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        k = min(k, len(self.doc_ids))
+        if self.chunk_doc is None:
+            D, I = dense.search(self.faiss, q_emb, k, desc=f"search {self.ctx.desc}")
+        else:  # enough chunks that k documents survive the max over chunks in all but pathological cases
+            n_chunks = len(self.chunk_doc)
+            kc = min(n_chunks, 4 * (k + 1) * max(1, round(n_chunks / len(self.doc_ids))))
+            D, I = max_over_chunks(*dense.search(self.faiss, q_emb, kc, desc=f"search {self.ctx.desc}"), self.chunk_doc, k)
+        run = dense.to_run(D, I, qids, self.doc_ids, k=k)
+        self.timings["search_s"] = time.perf_counter() - t
+        return run

@@ -1,0 +1,51 @@
+"""The loss module and the optimiser of a training run.
+
+Losses (ModernBERT paper, arXiv 2412.13663, appendix on retrieval fine-tuning):
+    dpr:     mnrl (InfoNCE with in-batch + hard negatives, van den Oord et al. 2018),
+             cmnrl (the same with GradCache, Gao et al. 2021: batch >> memory)
+    colbert: contrastive, cached-contrastive, distillation (KL to teacher scores, PyLate)
+Optimiser: StableAdamW (torch-optimi; AdamW + per-tensor update clipping, Wortsman et al. 2023) or AdamW.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from encoders.training.config import TrainConfig
+
+
+def make_loss(model, loss: str, cfg: TrainConfig):
+    """The loss module for ``loss``; gathers negatives across devices when torch.distributed runs."""
+    gather = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if loss in ("mnrl", "cmnrl"):
+        from sentence_transformers import losses  # lazy: sentence-transformers is slow to import; only DPR losses need it
+
+        if loss == "mnrl":
+            return losses.MultipleNegativesRankingLoss(model, scale=cfg.scale, gather_across_devices=gather)
+        return losses.CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather)
+    from pylate import losses as pl  # lazy: pylate pulls fast-plaid; only ColBERT needs it
+
+    if loss == "contrastive":
+        return pl.Contrastive(model, gather_across_devices=gather)
+    if loss == "cached-contrastive":
+        return pl.CachedContrastive(model, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather)
+    return pl.Distillation(model)
+
+
+def make_optimizer(named_params, cfg: TrainConfig, no_decay: set[str]) -> torch.optim.Optimizer:
+    """StableAdamW (torch-optimi; AdamW + per-tensor update clipping, Wortsman et al. 2023) or AdamW."""
+    groups = [
+        {"params": [p for n, p in named_params if p.requires_grad and n not in no_decay], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in named_params if p.requires_grad and n in no_decay], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if cfg.optimizer == "stableadamw":
+        from optimi import StableAdamW  # lazy: torch-optimi is needed only for --optimizer stableadamw
+
+        # decouple_lr=False: weight_decay is multiplied by lr as in torch AdamW (same meaning of --weight-decay).
+        # triton kernels only on CUDA: optimi picks them whenever triton is importable, even for CPU tensors.
+        on_cuda = groups[0]["params"][0].is_cuda
+        return StableAdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=cfg.weight_decay, triton=None if on_cuda else False)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose stableadamw or adamw")

@@ -1,0 +1,47 @@
+"""Load the models a training run uses: the student (DPR or ColBERT), dense teachers and mining models.
+
+A ModernBERT backbone is swapped for our unpadded implementation unless ``--padded`` is given.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from encoders.colbert import ColbertConfig, load_colbert
+from encoders.loading import load_sentence_transformer, resolve_model
+from encoders.modernbert_st import use_unpadded_modernbert
+from encoders.training.config import TrainConfig, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def maybe_unpad(model, cfg: TrainConfig) -> str | None:
+    """Run a ModernBERT backbone through our unpadded implementation; the attention backend, or None."""
+    if cfg.padded:
+        return None
+    backend = use_unpadded_modernbert(model)
+    if backend:
+        log.info("ModernBERT backbone runs unpadded (attention backend %s)", backend)
+    return backend
+
+
+def load_student(cfg: TrainConfig):
+    """The model to train: a SentenceTransformer (dpr) or a PyLate ColBERT (colbert)."""
+    src = resolve_model(cfg.model)
+    if cfg.encoder == "dpr":
+        model = load_sentence_transformer(src, max_length=cfg.max_length, device=resolve_device(cfg))
+    else:
+        model = load_colbert(src.path, ColbertConfig(query_length=cfg.query_length, doc_length=cfg.doc_length, device=resolve_device(cfg)))
+    return model.train(), src
+
+
+def load_dense(spec: str, cfg: TrainConfig, max_length: int):
+    """A SentenceTransformer for ``spec`` (teacher or mining model) on the run's device, and its source."""
+    src = resolve_model(spec)
+    return load_sentence_transformer(src, max_length=max_length, device=resolve_device(cfg)), src
+
+
+def model_identity(spec: str) -> dict:
+    """What names a model in a cache key: its local path and revision."""
+    src = resolve_model(spec)
+    return {"path": str(src.path), "revision": src.revision}
