@@ -37,9 +37,13 @@ def render(spec: RunSpec, folder: str, results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    spec = spec_from_args(args)
+    try:
+        spec = spec_from_args(args)  # the one validation of every setting
+    except ValueError as e:
+        p.error(str(e))
     if spec.output.leaderboard:
         print(render(spec, spec.output.leaderboard, write_leaderboard(spec.output.leaderboard)))
         return 0

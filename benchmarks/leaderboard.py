@@ -45,14 +45,16 @@ def pivot(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], li
     cols: list[str] = []
     rows: list[tuple[str, str]] = []
     cell: dict[tuple[str, str, str], float] = {}
+    created: dict[tuple[str, str, str], str] = {}
     for r in results:
         col = r.dataset if r.split == "test" else f"{r.dataset}/{r.split}"
         if col not in cols:
             cols.append(col)
         if (r.model, r.encoder) not in rows:
             rows.append((r.model, r.encoder))
-        if metric in r.metrics:
+        if metric in r.metrics and created.get((r.model, r.encoder, col), "") <= r.created_at:  # the newest result of a cell wins
             cell[(r.model, r.encoder, col)] = r.metrics[metric]
+            created[(r.model, r.encoder, col)] = r.created_at
     return sorted(cols, key=_natural), rows, cell
 
 

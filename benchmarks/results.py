@@ -73,7 +73,7 @@ def load_result(path: Path) -> Result:
 
 
 def load_results(folder: Path) -> list[Result]:
-    """Every result JSON in ``folder``, oldest first (so the newest wins where a table keeps one per cell).
+    """Every result JSON in ``folder``, sorted by file name.
 
     Files that are not results are skipped; a result file this version cannot read is skipped
     with a warning that names it.
@@ -90,4 +90,4 @@ def load_results(folder: Path) -> list[Result]:
             out.append(load_result(p))
         except (ValueError, TypeError) as e:
             log.warning("skipping %s", e)
-    return sorted(out, key=lambda r: r.created_at)
+    return out

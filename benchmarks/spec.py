@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from encoders.retrievers.config import ALL, EncodingConfig, IndexConfig, ModelConfig, applies
-from retrieval.flags import add_flags, flag_field, from_args
+from encoders.retrievers.colbert import backend_for
+from retrieval.flags import add_flags, check_fields, flag_field, from_args
 
 Task = Literal["beir", "mteb", "longdoc", "code", "all"]
 Layout = Literal["default", "paper"]
@@ -55,6 +56,12 @@ class RunSpec:
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self):
+        for name in SECTIONS:
+            check_fields(getattr(self, name))
+        if self.model.encoder == "colbert":
+            backend_for(self.index.index)  # an unknown ColBERT --index fails here, before any model loads
 
     def settings(self, kind: str, sections: tuple[str, ...] = tuple(SECTIONS)) -> dict:
         """``{"section.field": value}`` for every field of ``sections`` that changes the scores of ``kind``."""

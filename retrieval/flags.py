@@ -31,6 +31,10 @@ def _flag_type(tp):
     return _flag_type(args[0]) if args and typing.get_origin(tp) in (typing.Union, types.UnionType) else tp
 
 
+class ChoiceError(argparse.ArgumentTypeError, ValueError):
+    """A value outside a Literal field's choices (argparse shows it as a usage error)."""
+
+
 def choice(values: tuple[str, ...], flag: str):
     """An argparse type accepting one of ``values``; a wrong value's error lists them, with a "did you mean"."""
 
@@ -38,7 +42,7 @@ def choice(values: tuple[str, ...], flag: str):
         if text in values:
             return text
         hint = difflib.get_close_matches(text, values, n=1)
-        raise argparse.ArgumentTypeError(f"{flag}: unknown value {text!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f" (valid: {', '.join(values)})")
+        raise ChoiceError(f"{flag}: unknown value {text!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f" (valid: {', '.join(values)})")
 
     parse.__name__ = flag  # argparse names the type in its own messages
     return parse
@@ -80,6 +84,20 @@ def add_flags(parser, cls) -> None:
         else:
             kw = dict(type=tp)
         parser.add_argument(name, dest=f.name, default=default, help=text + f" (default: {_default_text(default)})".replace("%", "%%"), **kw)
+
+
+def check_fields(obj) -> None:
+    """Validate a config built in code as the CLI would: a ``Literal`` field holds one of its values
+    (the error lists them, with a "did you mean"), a ``tuple`` field holds a tuple of strings."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, tp = getattr(obj, f.name), _flag_type(hints[f.name])
+        if typing.get_origin(tp) is typing.Literal and value is not None:
+            values = typing.get_args(tp)
+            if value not in values:
+                choice(values, "--" + f.name.replace("_", "-"))(value)  # raises with the valid values
+        elif tp is tuple and not (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
+            raise ValueError(f"{type(obj).__name__}.{f.name} must be a tuple of strings, got {value!r}")
 
 
 def from_args(ns: argparse.Namespace, cls):

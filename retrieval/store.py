@@ -46,6 +46,30 @@ def prepare_store(folder: Path, ids: Sequence[str], *, rank: int = 0, barrier: C
         raise RuntimeError(f"{ids_path}: cached ids differ from this corpus; delete {folder} or use --no-cache")
 
 
+def encode_missing(folder: Path, ids: Sequence[str], texts: Sequence[str], shard_size: int, missing: list[int], encode: Callable[[list[str]], Sequence],
+                   write: Callable[[int, Sequence], None], *, desc: str, unit: str, rank: int = 0, world: int = 1, barrier: Callable[[], None] | None = None) -> bool:
+    """The shard loop both stores share: encode this rank's ``missing`` shards and ``write(i, rows)`` each.
+
+    Rank ``r`` takes the shards ``i`` with ``i % world == r``; with ``world > 1`` everyone meets at
+    ``barrier()`` afterwards. Returns whether this process is rank 0 (the one that finishes the store).
+    """
+    if len(ids) != len(texts):
+        raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+    todo = [i for i in missing if i % world == rank]
+    bar = tqdm(total=sum(min(shard_size, len(ids) - i * shard_size) for i in todo), desc=desc, unit=unit, disable=not todo)
+    for i in todo:
+        lo, hi = i * shard_size, min((i + 1) * shard_size, len(ids))
+        rows = encode(list(texts[lo:hi]))
+        if len(rows) != hi - lo:
+            raise RuntimeError(f"encoder returned {len(rows)} rows for {hi - lo} texts")
+        write(i, rows)
+        bar.update(hi - lo)
+    bar.close()
+    if world > 1:
+        barrier()
+    return rank == 0
+
+
 class EmbeddingStore:
     """Embeddings of an ordered list of ids, in shards of ``shard_size`` rows.
 
@@ -78,25 +102,15 @@ class EmbeddingStore:
         ``load=False`` returns None instead of the rows (read them with :meth:`iter_shards`), so peak
         memory stays at one shard.
         """
-        if len(ids) != len(texts):
-            raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
         prepare_store(self.folder, ids, rank=rank, barrier=barrier if world > 1 else None)
         missing = self.missing_shards(len(ids))
         self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
-        todo = [i for i in missing if i % world == rank]
-        bar = tqdm(total=sum(min(self.shard_size, len(ids) - i * self.shard_size) for i in todo), desc=desc, unit="text", disable=not todo)
-        for i in todo:
-            lo, hi = i * self.shard_size, min((i + 1) * self.shard_size, len(ids))
-            emb = np.asarray(encode(list(texts[lo:hi])))
-            if emb.shape[0] != hi - lo:
-                raise RuntimeError(f"encoder returned {emb.shape[0]} rows for {hi - lo} texts")
-            atomic_save_npy(self.shard_path(i), emb.astype(self.dtype, copy=False))
-            bar.update(hi - lo)
-        bar.close()
-        if world > 1:
-            barrier()
-            if rank != 0:
-                return None
+
+        def write(i: int, rows) -> None:
+            atomic_save_npy(self.shard_path(i), np.asarray(rows).astype(self.dtype, copy=False))
+
+        if not encode_missing(self.folder, ids, texts, self.shard_size, missing, encode, write, desc=desc, unit="text", rank=rank, world=world, barrier=barrier):
+            return None
         dim = int(np.load(self.shard_path(0), mmap_mode="r").shape[1]) if len(ids) else 0
         atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": dim, "dtype": str(self.dtype), "complete": True})
         return self.load(len(ids)) if load else None

@@ -19,11 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
-
-from retrieval.store import prepare_store
 
 from retrieval.io import atomic_save_npy, atomic_write_json
+from retrieval.store import encode_missing, prepare_store
 
 
 class TokenStore:
@@ -59,28 +57,18 @@ class TokenStore:
         ``i % world == r``, everyone meets at ``barrier()``, and only rank 0 opens the store and
         returns it (the others return None).
         """
-        if len(ids) != len(texts):
-            raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
         prepare_store(self.folder, ids, rank=rank, barrier=barrier if world > 1 else None)
         missing = self.missing_shards(len(ids))
         self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
-        todo = [i for i in missing if i % world == rank]
-        bar = tqdm(total=sum(min(self.shard_size, len(ids) - i * self.shard_size) for i in todo), desc=desc, unit="doc", disable=not todo)
-        for i in todo:
-            lo, hi = i * self.shard_size, min((i + 1) * self.shard_size, len(ids))
-            embs = encode(list(texts[lo:hi]))
-            if len(embs) != hi - lo:
-                raise RuntimeError(f"encoder returned {len(embs)} documents for {hi - lo} texts")
+
+        def write(i: int, embs) -> None:
             lengths = np.array([len(e) for e in embs], dtype=np.int32)
             tokens = np.concatenate([np.asarray(e, dtype=np.float16) for e in embs], axis=0)  # (T_s, dim)
             atomic_save_npy(self._path("lengths", i), lengths)
             atomic_save_npy(self._path("tokens", i), tokens)  # last: marks the shard done
-            bar.update(hi - lo)
-        bar.close()
-        if world > 1:
-            barrier()
-            if rank != 0:
-                return None
+
+        if not encode_missing(self.folder, ids, texts, self.shard_size, missing, encode, write, desc=desc, unit="doc", rank=rank, world=world, barrier=barrier):
+            return None
         self.open()
         if not self.complete:
             atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": self.dim, "tokens": self.num_tokens, "dtype": "float16", "complete": True})

@@ -21,6 +21,17 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+def make_beir(root: Path, corpus=None, queries=None, qrels=None, split="test") -> Path:
+    corpus = corpus if corpus is not None else [{"_id": "d1", "title": "T1", "text": "alpha"}, {"_id": "d2", "title": "", "text": "beta"}]
+    queries = queries if queries is not None else [{"_id": "q1", "text": "alpha?"}, {"_id": "q2", "text": "no qrels"}]
+    qrels = qrels if qrels is not None else "query-id\tcorpus-id\tscore\nq1\td1\t1\n"
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text(corpus if isinstance(corpus, str) else "".join(json.dumps(c) + "\n" for c in corpus))
+    (root / "queries.jsonl").write_text(queries if isinstance(queries, str) else "".join(json.dumps(q) + "\n" for q in queries))
+    (root / "qrels" / f"{split}.tsv").write_text(qrels)
+    return root
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     d = shared_data_dir()

@@ -1,9 +1,11 @@
 """Benchmark (not a test): bytes per vector, build time, query latency and recall@10 of FAISS index types.
 
-Runs on real embeddings (a corpus embedding store written by ``evaluate.py``; default: MiniLM on
-SciFact), so the per-vector sizes can be scaled to MS MARCO (8.8M passages) in docs/scale.md.
+Runs on real embeddings (the dense stores ``evaluate.py`` caches: ``corpus/`` and ``queries-…/`` in
+``<cache>/retrievers/dpr/<corpus checksum>-<key>/``; default: MiniLM on SciFact), so the per-vector
+sizes can be scaled to MS MARCO (8.8M passages) in docs/scale.md.
 
-    python -m benchmarks.speed.index_sizes --store ~/.cache/modernretrieval/embeddings/corpus-…  --queries …/queries-…
+    D=~/.cache/modernretrieval/retrievers/dpr/<checksum>-<key>
+    python -m benchmarks.speed.index_sizes --store $D/corpus --queries $D/queries-…
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 import evaluate
 from benchmarks.results import load_results
 from tests.conftest import ROOT
-from tests.test_data import make_beir
+from tests.conftest import make_beir
 
 
 def run_eval(tmp_path, *args):

@@ -76,7 +76,7 @@ def test_max_over_chunks_hand_made():
 
 def test_maxp_beats_truncation_on_late_needle(tmp_path, minilm_path):
     """Hand-made: the answer sits past the first window. Truncation cannot see it; MaxP can."""
-    from tests.test_data import make_beir
+    from tests.conftest import make_beir
 
     filler = " ".join(["The grass is green. The sky is blue."] * 40)  # ~400 tokens
     corpus = [

@@ -15,7 +15,7 @@ from benchmarks import models
 from benchmarks.results import load_results
 from retrieval.beir import LazyTexts
 from retrieval.store import EmbeddingStore
-from tests.test_data import make_beir
+from tests.conftest import make_beir
 
 CORPUS = [{"_id": f"d{i}", "title": "", "text": t} for i, t in enumerate(
     ["apple banana", "banana cherry", "cherry date", "date elder", "elder fig", "fig grape", "grape apple", "zebra"])]
