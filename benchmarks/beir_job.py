@@ -8,8 +8,8 @@ from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 
-from benchmarks import registry
 from benchmarks.job import Contexts, Scored, drop_self_hits
+from benchmarks.quirks import SelfHits, data_quirks, decide_self_hits
 from encoders.retrievers.protocol import Retriever
 from retrieval.beir import BeirDataset, dataset_checksum, load_beir
 from retrieval.distributed import Dist
@@ -21,14 +21,22 @@ log = logging.getLogger(__name__)
 class BeirJob:
     """One split of a BEIR folder. ``name`` is the display name (the folder's name when given a path)."""
 
-    def __init__(self, name: str, folder: Path, *, split: str, task: str, top_k: int, ignore_identical_ids: bool, stream: bool = False):
+    def __init__(self, name: str, folder: Path, *, split: str, task: str, top_k: int, ignore_identical_ids: str = "auto", stream: bool = False):
         self.folder, self.split, self.task, self.top_k, self.stream = Path(folder), split, task, top_k, stream
         self.dataset = name if "/" not in name else self.folder.name
-        self.ignore_ids = ignore_identical_ids or registry.spec_for(self.dataset).ignore_identical_ids
+        self.force_self_hits = ignore_identical_ids
         self.checksum = dataset_checksum(self.folder, split)
 
     def identity(self) -> dict:
-        return {"dataset": self.checksum, "split": self.split, "ignore_identical_ids": self.ignore_ids, "metrics": asdict(MetricSpec())}
+        return {"dataset": self.checksum, "split": self.split, "ignore_identical_ids": self.self_hits.drop, "metrics": asdict(MetricSpec())}
+
+    @cached_property
+    def self_hits(self) -> SelfHits:
+        ds = self.ds
+        rule = decide_self_hits(ds.corpus, ds.queries, ds.qrels, self.force_self_hits)
+        if rule.drop or rule.shared_ids:
+            log.info("%s: %s self-hits: %s", ds.name, "dropping" if rule.drop else "keeping", rule.reason)
+        return rule
 
     @cached_property
     def ds(self) -> BeirDataset:
@@ -37,6 +45,11 @@ class BeirJob:
         self.load_s = time.perf_counter() - t
         log.info("%s/%s: %d docs, %d queries with qrels (checksum %s)", ds.name, self.split, len(ds.corpus), len(ds.queries), ds.checksum[:12])
         return ds
+
+    @cached_property
+    def quirks(self) -> dict:
+        ds = self.ds
+        return data_quirks(ds.corpus, ds.queries, ds.qrels)
 
     def evaluate(self, retriever: Retriever, contexts: Contexts, dist: Dist) -> Scored | None:
         ds = self.ds
@@ -48,15 +61,16 @@ class BeirJob:
             return None  # this rank's share of the work is on disk; rank 0 searches
         timings["index_total_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        k = min(self.top_k, len(ds.corpus))
-        run = retriever.search(ds.queries, k + int(self.ignore_ids))
-        if self.ignore_ids:
+        k, drop = min(self.top_k, len(ds.corpus)), self.self_hits.drop
+        run = retriever.search(ds.queries, k + int(drop))
+        if drop:
             run = drop_self_hits(run, k)
         timings["search_total_s"] = time.perf_counter() - t
         t = time.perf_counter()
         metrics = evaluate(ds.qrels, run)
         timings["metrics_s"] = time.perf_counter() - t
-        prov = {"dataset_path": str(ds.path), "dataset_checksum": ds.checksum, "corpus_checksum": ds.corpus_checksum, "ignore_identical_ids": self.ignore_ids,
-                "unknown_qrels_docs": ds.unknown_qrels_docs, "top_k": self.top_k}
+        rule = self.self_hits
+        prov = {"dataset_path": str(ds.path), "dataset_checksum": ds.checksum, "corpus_checksum": ds.corpus_checksum, "top_k": self.top_k,
+                "ignore_identical_ids": rule.drop, "self_hits": asdict(rule), **self.quirks}
         return Scored(metrics, len(ds.qrels), len(ds.corpus), prov, timings, run)
 

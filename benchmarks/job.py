@@ -57,13 +57,15 @@ class Contexts:
         return cache_key(kind=retriever.kind, corpus=corpus_checksum, identity=retriever.identity(), settings=settings)
 
     def __call__(self, retriever: Retriever, corpus_checksum: str, desc: str = "") -> IndexContext:
+        """The context of ``retriever`` on a corpus: call it on every rank for a distributed retriever, on rank 0 for others."""
+        d = self.dist if retriever.distributed else Dist()
         folder = self.root / "retrievers" / retriever.kind / f"{corpus_checksum[:16]}-{self.key(retriever, corpus_checksum)}"
         if self.spec.output.no_cache and folder not in self.wiped:
-            if self.dist.is_main and folder.exists():
+            if d.is_main and folder.exists():
                 shutil.rmtree(folder)
             self.wiped.add(folder)
-        self.dist.barrier()  # no rank writes into the folder before rank 0 has emptied it
-        return IndexContext(cache=folder, corpus_checksum=corpus_checksum, dist=self.dist, desc=desc)
+        d.barrier()  # no rank writes into the folder before rank 0 has emptied it
+        return IndexContext(cache=folder, corpus_checksum=corpus_checksum, dist=d, desc=desc)
 
 
 def drop_self_hits(run: Run, k: int) -> Run:

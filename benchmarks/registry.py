@@ -1,4 +1,4 @@
-"""Datasets as data: the BEIR names this suite knows, their evaluation quirks and their MTEB tasks.
+"""Datasets as data: the BEIR names this suite knows and their MTEB tasks.
 
 Where a dataset's files live is :mod:`retrieval.sources`' business; this registry only says what
 the suite does with a dataset once loaded.
@@ -11,12 +11,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A known BEIR dataset: the evaluation quirks it needs and its MTEB task."""
+    """A known BEIR dataset and its MTEB task. Quirks are never looked up by name: :mod:`benchmarks.quirks` reads them from the data."""
 
     name: str
-    # ArguAna and Quora: a query is itself a document of the corpus, so the hit whose id
-    # equals the query id is dropped before scoring (as MTEB and Pyserini do).
-    ignore_identical_ids: bool = False
     mteb_name: str | None = None  # the MTEB task of the same data, for the MTEB adapter
 
 
@@ -25,8 +22,8 @@ REGISTRY: dict[str, DatasetSpec] = {
     for s in [
         DatasetSpec("scifact", mteb_name="SciFact"),
         DatasetSpec("nfcorpus", mteb_name="NFCorpus"),
-        DatasetSpec("arguana", ignore_identical_ids=True, mteb_name="ArguAna"),
-        DatasetSpec("quora", ignore_identical_ids=True, mteb_name="QuoraRetrieval"),
+        DatasetSpec("arguana", mteb_name="ArguAna"),
+        DatasetSpec("quora", mteb_name="QuoraRetrieval"),
         DatasetSpec("scidocs", mteb_name="SCIDOCS"),
         DatasetSpec("fiqa", mteb_name="FiQA2018"),
         DatasetSpec("trec-covid", mteb_name="TRECCOVID"),

@@ -32,7 +32,7 @@ class DataConfig:
     mteb_tasks: tuple[str, ...] = flag_field((), "mteb: comma-separated MTEB task names, e.g. SciFact,NFCorpus (default: the MTEB names of --datasets, else SciFact); a task whose BEIR folder is found locally reads it instead of MTEB's pinned revision", kinds=(), list=True)
     data_dir: str | None = flag_field(None, "folder holding BEIR datasets by name (else $RETRIEVAL_DATA_DIR, the cache, or BEIR's URL)", kinds=())  # content is keyed by checksum
     split: str = flag_field("test", "qrels split to evaluate", kinds=ALL)
-    ignore_identical_ids: bool = flag_field(False, "drop hits whose id equals the query id for every dataset (ArguAna and Quora get it automatically)", kinds=ALL)
+    ignore_identical_ids: Literal["auto", "on", "off"] = flag_field("auto", "drop each query's hit on the document with its own id: auto decides from the data (query ids that are corpus ids of the same text, never judged relevant to themselves: ArguAna, Quora), on or off force it", kinds=ALL)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -34,11 +36,11 @@ Qrels = dict[str, dict[str, int]]
 
 
 class DataError(ValueError):
-    """A dataset file is malformed. The message names the file, line and field."""
+    """A dataset file is malformed. The message names the file, line (or row) and field."""
 
-    def __init__(self, path: Path | str, line: int | None, field: str | None, problem: str):
+    def __init__(self, path: Path | str, line: int | None, field: str | None, problem: str, *, unit: str = "line"):
         self.path, self.line, self.field = str(path), line, field
-        where = f"{path}" + (f", line {line}" if line is not None else "")
+        where = f"{path}" + (f", {unit} {line}" if line is not None else "")
         what = f" field '{field}'" if field else ""
         super().__init__(f"{where}:{what} {problem}")
 
@@ -58,8 +60,13 @@ class BeirDataset:
     unknown_qrels_docs: int  # qrels rows whose doc id is not in the corpus
 
 
+# ---- the validating reader: every loader, converter and training-data reader goes through it -----
+
+
 def _read_lines(path: Path):
-    """Yield (line_number, byte_offset, text) for each non-blank line; reject non-UTF-8 bytes."""
+    """Yield (line_number, byte_offset, text) for each non-blank line; a missing file or non-UTF-8 bytes are DataErrors."""
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
     offset = 0
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
@@ -74,7 +81,7 @@ def _read_lines(path: Path):
 
 def read_lines(path: Path):
     """(line_number, text) for each non-blank line of ``path``; non-UTF-8 bytes are a DataError."""
-    for lineno, _, line in _read_lines(path):
+    for lineno, _, line in _read_lines(Path(path)):
         yield lineno, line
 
 
@@ -89,36 +96,85 @@ def parse_json_object(path: Path, lineno: int, line: str) -> dict:
     return obj
 
 
-def _parse_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) -> dict:
-    obj = parse_json_object(path, lineno, line)
-    for field in ("_id", *required):
-        if field not in obj:
-            raise DataError(path, lineno, field, "is missing")
-        if field == "_id" and isinstance(obj[field], int):
-            obj[field] = str(obj[field])  # some BEIR dumps store numeric ids
-        if not isinstance(obj[field], str):
-            raise DataError(path, lineno, field, f"must be a string, got {type(obj[field]).__name__}")
-    if obj["_id"] == "":
-        raise DataError(path, lineno, "_id", "is empty")
-    title = obj.get("title")
-    if title is not None and not isinstance(title, str):
-        raise DataError(path, lineno, "title", f"must be a string, got {type(title).__name__}")
-    return obj
+def iter_json_objects(path: Path):
+    """``(line_number, byte_offset, object)`` for each non-blank line of a JSONL file (blank lines skipped).
+
+    A missing file, non-UTF-8 bytes, malformed JSON or a line that is not an object is a DataError
+    naming the file and the line.
+    """
+    path = Path(path)
+    for lineno, offset, line in _read_lines(path):
+        yield lineno, offset, parse_json_object(path, lineno, line)
+
+
+def check_id(path: Path, lineno: int, obj: dict, field: str, *, unit: str = "line") -> str:
+    """``obj[field]`` as a non-empty id string; integer ids (some dumps store them) become strings."""
+    if field not in obj:
+        raise DataError(path, lineno, field, "is missing", unit=unit)
+    value = obj[field]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise DataError(path, lineno, field, f"must be a string, got {type(value).__name__}", unit=unit)
+    if not value.strip():
+        raise DataError(path, lineno, field, "is empty", unit=unit)
+    return value
+
+
+def check_text(path: Path, lineno: int, obj: dict, field: str, *, optional: bool = False, nonempty: bool = False, unit: str = "line") -> str:
+    """``obj[field]`` as a string: missing (unless ``optional``, read as "") or a non-string is a DataError."""
+    value = obj.get(field)
+    if value is None:
+        if optional:
+            return ""
+        raise DataError(path, lineno, field, "is missing", unit=unit)
+    if not isinstance(value, str):
+        raise DataError(path, lineno, field, f"must be a string, got {type(value).__name__}", unit=unit)
+    if nonempty and not value.strip():
+        raise DataError(path, lineno, field, "must be a non-empty string", unit=unit)
+    return value
+
+
+class UniqueIds:
+    """Where each id was first seen, across one or more files: a repeat is a DataError naming both places."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[Path, int]] = {}
+
+    def add(self, path: Path, lineno: int, field: str, _id: str, *, unit: str = "line") -> None:
+        if _id in self.first:
+            fpath, fline = self.first[_id]
+            where = f"{unit} {fline}" + ("" if fpath == path else f" of {fpath}")
+            raise DataError(path, lineno, field, f"duplicate id {_id!r} (first seen on {where})", unit=unit)
+        self.first[_id] = (path, lineno)
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+
+def validated_records(path: Path, rows, *, id_field: str = "_id", required: tuple[str, ...] = ("text",), optional: tuple[str, ...] = ("title",),
+                      ids: UniqueIds | None = None, unit: str = "line"):
+    """Check ``rows`` (``(line, offset, object)`` triples, e.g. :func:`iter_json_objects`) as id-keyed records.
+
+    Yields ``(line, offset, record)`` with ``record[id_field]`` a unique non-empty string (``ids``
+    may be shared across the files of one source), the ``required`` fields strings and the
+    ``optional`` ones strings or absent (read as ""). Any breach is a DataError with file, line and field.
+    """
+    ids = UniqueIds() if ids is None else ids
+    for lineno, offset, obj in rows:
+        _id = check_id(path, lineno, obj, id_field, unit=unit)
+        rec = {id_field: _id}
+        rec.update((f, check_text(path, lineno, obj, f, unit=unit)) for f in required)
+        rec.update((f, check_text(path, lineno, obj, f, optional=True, unit=unit)) for f in optional)
+        ids.add(path, lineno, id_field, _id, unit=unit)
+        yield lineno, offset, rec
 
 
 def _iter_records(path: Path, required: tuple[str, ...]):
-    """Validated records of a JSONL file keyed by ``_id``: yields (line_number, byte_offset, record)."""
-    if not path.is_file():
-        raise DataError(path, None, None, "file not found")
-    first_line: dict[str, int] = {}
-    for lineno, offset, line in _read_lines(path):
-        obj = _parse_record(path, lineno, line, required)
-        _id = obj["_id"]
-        if _id in first_line:
-            raise DataError(path, lineno, "_id", f"duplicate id {_id!r} (first seen on line {first_line[_id]})")
-        first_line[_id] = lineno
-        yield lineno, offset, obj
-    if not first_line:
+    """Validated BEIR records (``_id``, ``required``, optional ``title``) of a JSONL file: (line, offset, record)."""
+    ids = UniqueIds()
+    yield from validated_records(path, iter_json_objects(path), required=required, ids=ids)
+    if not ids:
         raise DataError(path, None, None, "is empty: no records")
 
 
@@ -183,15 +239,65 @@ def load_queries(path: Path) -> Queries:
 
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
+_INTEGER = re.compile(r"[+-]?[0-9]+(\.0*)?")  # "2" and "2.0"; never "0.9", "1e3", "inf", "nan"
+
+
+def parse_relevance(path: Path, lineno: int, value, *, field: str = "score", unit: str = "line") -> int:
+    """A relevance judgment as an int: integers only, negative allowed (TREC's junk). ``value``: str, int or float.
+
+    A fraction (``0.9`` is not read as 0), inf, NaN, a bool or a non-number is a DataError naming
+    file, line and field. An integral float (``2.0``, a float64 parquet column) is read as that integer.
+    """
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        return value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return int(value.strip().split(".")[0])
+    raise DataError(path, lineno, field, f"must be an integer relevance (negative allowed), got {value!r}", unit=unit)
+
+
+class QrelsBuilder:
+    """Collects the judgments of one qrels source: ``add(...)`` per row, then :meth:`qrels`.
+
+    The same (query-id, corpus-id) again with another relevance is a DataError (field "score")
+    naming both lines; an identical repeat is counted, kept once, and reported in one warning.
+    """
+
+    def __init__(self, source: Path | str):
+        self.source = source
+        self._qrels: Qrels = {}
+        self._first: dict[tuple[str, str], tuple[Path, int]] = {}
+        self.duplicates = 0  # identical repeated rows
+
+    def add(self, path: Path, lineno: int, qid: str, doc_id: str, rel: int, *, unit: str = "line") -> None:
+        docs = self._qrels.setdefault(qid, {})
+        if doc_id not in docs:
+            docs[doc_id] = rel
+            self._first[qid, doc_id] = (path, lineno)
+            return
+        if docs[doc_id] != rel:
+            fpath, fline = self._first[qid, doc_id]
+            where = f"{unit} {fline}" + ("" if fpath == path else f" of {fpath}")
+            raise DataError(path, lineno, "score", f"conflicting duplicate of ({qid!r}, {doc_id!r}): {rel} here, {docs[doc_id]} on {where}", unit=unit)
+        self.duplicates += 1
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def qrels(self) -> Qrels:
+        """``{qid: {doc_id: relevance}}`` in first-seen order; logs the count of identical duplicate rows."""
+        if self.duplicates:
+            log.warning("%s: %d identical duplicate rows (same query-id, corpus-id and score) counted once", self.source, self.duplicates)
+        return self._qrels
 
 
 def load_qrels(path: Path) -> Qrels:
-    """``qrels/<split>.tsv`` (header ``query-id corpus-id score``) -> ``{qid: {doc_id: score}}``."""
+    """``qrels/<split>.tsv`` (header ``query-id corpus-id score``) -> ``{qid: {doc_id: score}}``, scores strict ints."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, None, "file not found")
-    qrels: Qrels = {}
-    lines = ((n, line) for n, _, line in _read_lines(path))
+    lines = read_lines(path)
     try:
         lineno, header = next(lines)
     except StopIteration:
@@ -199,6 +305,7 @@ def load_qrels(path: Path) -> Qrels:
     cols = tuple(c.strip() for c in header.rstrip("\r\n").split("\t"))
     if cols != QRELS_HEADER:
         raise DataError(path, lineno, "header", f"expected columns {list(QRELS_HEADER)} separated by tabs, got {list(cols)}")
+    qrels = QrelsBuilder(path)
     for lineno, line in lines:
         parts = line.rstrip("\r\n").split("\t")
         if len(parts) != 3:
@@ -207,14 +314,10 @@ def load_qrels(path: Path) -> Qrels:
         for field, value in (("query-id", qid), ("corpus-id", did)):
             if not value:
                 raise DataError(path, lineno, field, "is empty")
-        try:
-            rel = int(float(score))
-        except ValueError:
-            raise DataError(path, lineno, "score", f"must be an integer, got {score!r}") from None
-        qrels.setdefault(qid, {})[did] = rel
-    if not qrels:
+        qrels.add(path, lineno, qid, did, parse_relevance(path, lineno, score))
+    if not len(qrels):
         raise DataError(path, None, None, "has a header but no rows")
-    return qrels
+    return qrels.qrels()
 
 
 def file_sha256(path: Path, *, chunk: int = 1 << 20) -> str:

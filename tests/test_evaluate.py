@@ -74,21 +74,29 @@ def test_hf_model_pooling_changes_embeddings(tmp_path, scifact_slice, tiny_bert)
     assert a.metrics != b.metrics
 
 
-def test_self_hit_rule_through_runner(tmp_path):
-    # The query "q" is also document "q" (ArguAna style); the only relevant doc is "d1".
+def test_self_hit_rule_from_content_not_name(tmp_path):
+    """ArguAna style: query "q" is also document "q" with the same text; the only relevant doc is "d1".
+
+    The rule is read from the data: any folder name gets it, a numbering coincidence does not, and the flag forces it.
+    """
     corpus = [{"_id": "q", "text": "apple banana cherry"}, {"_id": "d1", "text": "apple banana"}, {"_id": "d2", "text": "zebra"}]
     queries = [{"_id": "q", "text": "apple banana cherry"}]
     qrels = "query-id\tcorpus-id\tscore\nq\td1\t1\n"
-    for name in ("toy", "arguana"):
+    for name in ("arguana", "ArguAna-beir", "my-copy"):
         make_beir(tmp_path / "data" / name, corpus, queries, qrels)
-    _, out = run_eval(tmp_path, "--data-dir", str(tmp_path / "data"), "--datasets", "toy", "--models", "bm25")
-    _, out = run_eval(tmp_path, "--data-dir", str(tmp_path / "data"), "--datasets", "arguana", "--models", "bm25")
+    coincidence = [{"_id": "q", "text": "zebra stripes"}, {"_id": "d1", "text": "apple banana"}, {"_id": "d2", "text": "zebra"}]
+    make_beir(tmp_path / "data" / "numbered", coincidence, queries, qrels)  # same ids, different texts: not the same item
+    _, out = run_eval(tmp_path, "--data-dir", str(tmp_path / "data"), "--datasets", "arguana,ArguAna-beir,my-copy,numbered", "--models", "bm25")
     res = {r.dataset: r for r in load_results(out)}
-    assert res["toy"].metrics["mrr@10"] == pytest.approx(0.5)  # the query itself ranks first
-    assert res["arguana"].metrics["mrr@10"] == pytest.approx(1.0)  # known name: dropped automatically
-    assert res["arguana"].provenance["ignore_identical_ids"] is True
-    _, out2 = run_eval(tmp_path / "flag", "--data-dir", str(tmp_path / "data"), "--datasets", "toy", "--models", "bm25", "--ignore-identical-ids")
-    assert load_results(out2)[0].metrics["mrr@10"] == pytest.approx(1.0)
+    for name in ("arguana", "ArguAna-beir", "my-copy"):
+        assert res[name].metrics["mrr@10"] == pytest.approx(1.0), name  # the self-hit is dropped whatever the folder is called
+        prov = res[name].provenance
+        assert prov["ignore_identical_ids"] is True and "never judged relevant to themselves" in prov["self_hits"]["reason"]
+    assert res["numbered"].provenance["ignore_identical_ids"] is False and "coincide" in res["numbered"].provenance["self_hits"]["reason"]
+    _, out2 = run_eval(tmp_path / "off", "--data-dir", str(tmp_path / "data"), "--datasets", "my-copy", "--models", "bm25", "--ignore-identical-ids", "off")
+    (forced,) = load_results(out2)
+    assert forced.metrics["mrr@10"] == pytest.approx(0.5) and "forced" in forced.provenance["self_hits"]["reason"]  # the query itself ranks first
+    assert forced.config_key != res["my-copy"].config_key
 
 
 @pytest.mark.parametrize("bad", ["malformed", "missing_text", "duplicate", "empty", "qrels_columns", "non_utf8"])

@@ -1,6 +1,6 @@
 """benchmarks/speed/gpu_equivalence.py: its exit status follows its rows (a FAIL or an ERROR row exits 1).
 
-The numerical check itself is tested in tests/test_modernbert.py; here ``check`` is replaced by
+The numerical check itself is tested in tests/encoders/test_modernbert.py; here ``check`` is replaced by
 hand-made rows, plus one real run of the tiny preset on CPU.
 """
 

@@ -12,7 +12,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PY=${PY:-python3}
+PY=${PY:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}  # the checkout's venv when it has one
 DEV=${DEV:-cuda}
 SIZE=${SIZE:-base}
 DOCS=${DOCS:-2048}    # fixed512 / var256 documents

@@ -8,7 +8,7 @@ For each backend and dtype it prints, at non-pad positions of `last_hidden_state
     rel_vs_same   ||ours - hf_dtype|| / ||hf_dtype|| (hf in the same dtype)
     max_abs       max |ours - hf_fp32|
 
-and whether it passes the bounds of tests/test_modernbert.py: fp32 max_abs <= 1e-4, half
+and whether it passes the bounds of tests/encoders/test_modernbert.py: fp32 max_abs <= 1e-4, half
 precision rel_vs_fp32 <= 2e-2 (hf's own half-precision error is printed beside it). A backend
 that cannot run here (flash-attn not installed, fp32 on a half-only kernel) is reported as skipped
 with the reason. Exits 1 when any row FAILs its bound or raises (ERROR), so a script or CI step

@@ -146,3 +146,46 @@ def test_torchrun_train_gathers_negatives_and_matches_one_process(tmp_path, tiny
     from sentence_transformers import SentenceTransformer
 
     SentenceTransformer(str(tmp_path / "two"), device="cpu")  # rank 0 saved a loadable model
+
+
+STALL_SCRIPT = '''
+import sys, time
+sys.path.insert(0, {root!r})
+from benchmarks import models
+from benchmarks.pipeline import run
+from benchmarks.spec import make_spec
+
+
+class Slow:
+    """Rank 0 alone searches, and takes 5 s: longer than the 2 s process-group timeout."""
+
+    kind, name, distributed = "slow", "Slow", False
+
+    def identity(self):
+        return {{}}
+
+    def provenance(self):
+        return {{}}
+
+    def index(self, corpus, ctx):
+        self.ids = list(corpus)
+
+    def search(self, queries, k):
+        time.sleep(5)
+        return {{q: {{d: 1.0 for d in self.ids[:k]}} for q in queries}}
+
+
+models.register("slow", lambda name, spec: Slow())
+out = run(make_spec(datasets=({data!r},), models=("slow",), output={out!r}, cache_dir={cache!r}))
+print("rank-result", len(out), type(out[0]).__name__, out[0].metrics["ndcg@10"])
+'''
+
+
+def test_single_rank_stall_outlives_the_collective_timeout(tmp_path, scifact_slice):
+    """Rank 0 works alone for 5 s under a 2 s process-group timeout: the other rank waits on the store, not a collective."""
+    script = tmp_path / "stall.py"
+    script.write_text(STALL_SCRIPT.format(root=str(ROOT), data=str(scifact_slice), out=str(tmp_path / "out"), cache=str(tmp_path / "cache")))
+    p = torchrun(2, script=str(script), env_extra={"RETRIEVAL_DIST_TIMEOUT_S": "2"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = [line for line in p.stdout.splitlines() if line.startswith("rank-result")]
+    assert len(lines) == 2 and len(set(lines)) == 1 and "Result" in lines[0]  # both ranks return the same Results

@@ -87,7 +87,7 @@ def test_new_retriever_kind_through_evaluate(tmp_path, toy):
     r = res["Toy BoW"]
     assert r.encoder == "toy" and r.num_queries == 3 and r.num_docs == 8
     assert r.metrics["ndcg@10"] == pytest.approx(res["BM25"].metrics["ndcg@10"], abs=0.2) and r.metrics["recall@10"] == 1.0
-    assert r.timings["toy_shards"] == 1 and r.provenance["settings"] == {"data.task": "beir", "data.split": "test", "data.ignore_identical_ids": False, "index.top_k": 5}
+    assert r.timings["toy_shards"] == 1 and r.provenance["settings"] == {"data.task": "beir", "data.split": "test", "data.ignore_identical_ids": "auto", "index.top_k": 5}
     path = tmp_path / "out" / f"{r.stem}.json"
     assert path.is_file() and r.config_key[:12] in path.name and json.loads(path.read_text())["config_key"] == r.config_key
     assert "| Toy BoW | toy |" in (tmp_path / "out" / "leaderboard.md").read_text()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import registry
 from retrieval import sources as datasets
 from retrieval.beir import DataError, doc_text, load_beir, load_corpus, load_qrels, load_queries
 from tests.conftest import make_beir
@@ -145,7 +144,41 @@ def test_download_checks_md5_then_unpacks(tmp_path, monkeypatch):
     assert [p.name for p in root.iterdir()] == ["scifact"]  # no temporary leftovers
 
 
-def test_quirks_registry():
-    assert registry.spec_for("arguana").ignore_identical_ids and registry.spec_for("quora").ignore_identical_ids
-    assert not registry.spec_for("scifact").ignore_identical_ids
-    assert not registry.spec_for("my-own-folder").ignore_identical_ids
+# ---- issue 17 #6: strict qrels -------------------------------------------------------------
+
+HEADER = "query-id\tcorpus-id\tscore\n"
+
+
+@pytest.mark.parametrize("score", ["0.9", "1.7", "-0.5", "inf", "-inf", "nan", "1e400", "", "one", "0x1"])
+def test_qrels_score_must_be_an_integer(tmp_path, score):
+    p = tmp_path / "test.tsv"
+    p.write_text(f"{HEADER}q1\td0\t1\nq1\td1\t{score}\n")
+    with pytest.raises(DataError) as e:
+        load_qrels(p)
+    assert (e.value.path, e.value.line, e.value.field) == (str(p), 2 + 1, "score")
+    assert str(p) in str(e.value) and "line 3" in str(e.value) and "'score'" in str(e.value) and repr(score) in str(e.value)
+
+
+@pytest.mark.parametrize("score, rel", [("2", 2), ("-1", -1), ("0", 0), ("+3", 3), ("2.0", 2), (" 1 ", 1)])
+def test_qrels_integer_scores_negative_allowed(tmp_path, score, rel):
+    p = tmp_path / "test.tsv"
+    p.write_text(f"{HEADER}q1\td1\t{score}\n")
+    assert load_qrels(p) == {"q1": {"d1": rel}}
+
+
+def test_qrels_conflicting_duplicate_is_an_error(tmp_path):
+    p = tmp_path / "test.tsv"
+    p.write_text(f"{HEADER}q1\td1\t1\nq2\td1\t0\nq1\td1\t2\n")
+    with pytest.raises(DataError) as e:
+        load_qrels(p)
+    assert (e.value.line, e.value.field) == (4, "score")
+    assert "conflicting duplicate" in str(e.value) and "line 2" in str(e.value)
+
+
+def test_qrels_identical_duplicates_get_one_counted_warning(tmp_path, caplog):
+    p = tmp_path / "test.tsv"
+    p.write_text(f"{HEADER}q1\td1\t1\nq1\td1\t1\nq1\td2\t2\nq1\td1\t1\nq1\td2\t2\n")
+    with caplog.at_level(logging.WARNING, logger="retrieval.beir"):
+        assert load_qrels(p) == {"q1": {"d1": 1, "d2": 2}}
+    dup = [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()]
+    assert len(dup) == 1 and "3 identical duplicate rows" in dup[0] and str(p) in dup[0]
