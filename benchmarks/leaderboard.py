@@ -40,21 +40,31 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def display_names(results: list[Result]) -> list[str]:
+    """Each result's row label: its model name, plus ``[<key>]`` where one name stands for several settings
+    on the same dataset (two folders both called ``final``), so no table row silently hides another."""
+    keys: dict[tuple[str, str, str, str], set[str]] = {}
+    for r in results:
+        keys.setdefault((r.model, r.encoder, r.dataset, r.split), set()).add(r.config_key)
+    ambiguous = {(m, e) for (m, e, _, _), ks in keys.items() if len(ks) > 1}
+    return [f"{r.model} [{r.config_key[:6]}]" if (r.model, r.encoder) in ambiguous else r.model for r in results]
+
+
 def pivot(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[tuple[str, str]], dict[tuple[str, str, str], float]]:
     """Datasets (columns), (model, encoder) rows in first-seen order, and ``{(model, encoder, dataset/split): value}``."""
     cols: list[str] = []
     rows: list[tuple[str, str]] = []
     cell: dict[tuple[str, str, str], float] = {}
     created: dict[tuple[str, str, str], str] = {}
-    for r in results:
+    for r, name in zip(results, display_names(results)):
         col = r.dataset if r.split == "test" else f"{r.dataset}/{r.split}"
         if col not in cols:
             cols.append(col)
-        if (r.model, r.encoder) not in rows:
-            rows.append((r.model, r.encoder))
-        if metric in r.metrics and created.get((r.model, r.encoder, col), "") <= r.created_at:  # the newest result of a cell wins
-            cell[(r.model, r.encoder, col)] = r.metrics[metric]
-            created[(r.model, r.encoder, col)] = r.created_at
+        if (name, r.encoder) not in rows:
+            rows.append((name, r.encoder))
+        if metric in r.metrics and created.get((name, r.encoder, col), "") <= r.created_at:  # a re-run of the same settings: the newest wins
+            cell[(name, r.encoder, col)] = r.metrics[metric]
+            created[(name, r.encoder, col)] = r.created_at
     return sorted(cols, key=_natural), rows, cell
 
 
@@ -76,7 +86,7 @@ def to_markdown(results: list[Result], metric: str = "ndcg@10") -> str:
     header = ["model", "encoder"] + cols + (["mean"] if len(cols) > 1 else [])
     out = [f"## {metric}\n", _md_table(header, body), ""]
     mcols = metric_columns(results)
-    full = [[r.model, r.encoder, r.dataset, r.split] + [f"{r.metrics[c]:.4f}" if c in r.metrics else "—" for c in mcols] + [f"{r.timings.get('total_s', 0):.1f}"] for r in results]
+    full = [[name, r.encoder, r.dataset, r.split] + [f"{r.metrics[c]:.4f}" if c in r.metrics else "—" for c in mcols] + [f"{r.timings.get('total_s', 0):.1f}"] for r, name in zip(results, display_names(results))]
     out += ["## All metrics\n", _md_table(KEY_COLUMNS + mcols + ["time (s)"], full), ""]
     return "\n".join(out)
 

@@ -79,12 +79,6 @@ def _read_lines(path: Path):
             offset += len(raw)
 
 
-def read_lines(path: Path):
-    """(line_number, text) for each non-blank line of ``path``; non-UTF-8 bytes are a DataError."""
-    for lineno, _, line in _read_lines(Path(path)):
-        yield lineno, line
-
-
 def parse_json_object(path: Path, lineno: int, line: str) -> dict:
     """One JSONL line as a dict; malformed JSON or a non-object is a DataError naming file and line."""
     try:
@@ -148,22 +142,19 @@ class UniqueIds:
             raise DataError(path, lineno, field, f"duplicate id {_id!r} (first seen on {where})", unit=unit)
         self.first[_id] = (path, lineno)
 
-    def __len__(self) -> int:
-        return len(self.first)
-
 
 def validated_records(path: Path, rows, *, id_field: str = "_id", required: tuple[str, ...] = ("text",), optional: tuple[str, ...] = ("title",),
                       ids: UniqueIds | None = None, unit: str = "line"):
     """Check ``rows`` (``(line, offset, object)`` triples, e.g. :func:`iter_json_objects`) as id-keyed records.
 
-    Yields ``(line, offset, record)`` with ``record[id_field]`` a unique non-empty string (``ids``
-    may be shared across the files of one source), the ``required`` fields strings and the
-    ``optional`` ones strings or absent (read as ""). Any breach is a DataError with file, line and field.
+    Yields ``(line, offset, record)``: the object with ``record[id_field]`` a unique non-empty string
+    (``ids`` may be shared across the files of one source), the ``required`` fields strings and the
+    ``optional`` ones strings ("" when absent). Any breach is a DataError with file, line and field.
     """
     ids = UniqueIds() if ids is None else ids
     for lineno, offset, obj in rows:
         _id = check_id(path, lineno, obj, id_field, unit=unit)
-        rec = {id_field: _id}
+        rec = {**obj, id_field: _id}
         rec.update((f, check_text(path, lineno, obj, f, unit=unit)) for f in required)
         rec.update((f, check_text(path, lineno, obj, f, optional=True, unit=unit)) for f in optional)
         ids.add(path, lineno, id_field, _id, unit=unit)
@@ -174,13 +165,13 @@ def _iter_records(path: Path, required: tuple[str, ...]):
     """Validated BEIR records (``_id``, ``required``, optional ``title``) of a JSONL file: (line, offset, record)."""
     ids = UniqueIds()
     yield from validated_records(path, iter_json_objects(path), required=required, ids=ids)
-    if not ids:
+    if not ids.first:
         raise DataError(path, None, None, "is empty: no records")
 
 
 def load_corpus(path: Path) -> Corpus:
     """``corpus.jsonl`` -> ``{doc_id: {"title", "text"}}``. ``title`` may be absent (read as "")."""
-    return {obj["_id"]: {"title": obj.get("title") or "", "text": obj["text"]} for _, _, obj in _iter_records(Path(path), ("text",))}
+    return {obj["_id"]: {"title": obj["title"], "text": obj["text"]} for _, _, obj in _iter_records(Path(path), ("text",))}
 
 
 class DiskCorpus(Mapping):
@@ -284,11 +275,10 @@ class QrelsBuilder:
             raise DataError(path, lineno, "score", f"conflicting duplicate of ({qid!r}, {doc_id!r}): {rel} here, {docs[doc_id]} on {where}", unit=unit)
         self.duplicates += 1
 
-    def __len__(self) -> int:
-        return len(self._first)
-
     def qrels(self) -> Qrels:
-        """``{qid: {doc_id: relevance}}`` in first-seen order; logs the count of identical duplicate rows."""
+        """``{qid: {doc_id: relevance}}`` in first-seen order (none at all is a DataError); logs identical duplicates."""
+        if not self._qrels:
+            raise DataError(self.source, None, None, "has no judgments (a header but no rows?)")
         if self.duplicates:
             log.warning("%s: %d identical duplicate rows (same query-id, corpus-id and score) counted once", self.source, self.duplicates)
         return self._qrels
@@ -297,7 +287,7 @@ class QrelsBuilder:
 def load_qrels(path: Path) -> Qrels:
     """``qrels/<split>.tsv`` (header ``query-id corpus-id score``) -> ``{qid: {doc_id: score}}``, scores strict ints."""
     path = Path(path)
-    lines = read_lines(path)
+    lines = ((n, line) for n, _, line in _read_lines(path))
     try:
         lineno, header = next(lines)
     except StopIteration:
@@ -315,8 +305,6 @@ def load_qrels(path: Path) -> Qrels:
             if not value:
                 raise DataError(path, lineno, field, "is empty")
         qrels.add(path, lineno, qid, did, parse_relevance(path, lineno, score))
-    if not len(qrels):
-        raise DataError(path, None, None, "has a header but no rows")
     return qrels.qrels()
 
 

@@ -4,27 +4,77 @@ Every file goes through :mod:`retrieval.io`'s atomic writers, so a killed proces
 the old file or the new one, never half of one. An :class:`EmbeddingStore` writes one ``.npy`` shard per block of items; a
 restarted job loads the finished shards and encodes only the missing ones. ``meta.json``
 is written last and marks the store complete.
+
+Concurrent runs on one store are safe: :func:`building` holds the store's lock
+(:func:`retrieval.locks.file_lock`) for the whole build, so a second writer waits (or fails with
+``LockTimeout`` after ``lock_timeout`` seconds) and then finds the shards the first one wrote; and
+a temp file is removed only when the process named in it is gone (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from retrieval.io import atomic_save_npy, atomic_write_json
+from retrieval.io import atomic_save_npy, atomic_write_json, temp_writer_pid
+from retrieval.locks import file_lock
+
+STALE_AFTER_S = 24 * 3600  # a temp file this old is a leftover whoever's pid it names (pids get reused)
 
 
-def remove_stale_temps(folder: Path) -> int:
-    """Delete ``.*.tmp`` leftovers of killed writers in ``folder``; returns how many."""
-    n = 0
+def writer_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a process of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, *, max_age_s: float = STALE_AFTER_S) -> int:
+    """Delete the ``.*.tmp`` leftovers of killed writers in ``folder``; returns how many.
+
+    A temp file ``.<name>.<pid>.<random>.tmp`` is a leftover when process ``pid`` is gone, and any
+    temp file is one when older than ``max_age_s`` (a reused pid, or a name that names no writer).
+    A live writer's file in flight is kept.
+    """
+    n, now = 0, time.time()
     for p in Path(folder).glob(".*.tmp"):
-        p.unlink(missing_ok=True)
-        n += 1
+        pid = temp_writer_pid(p.name)
+        try:
+            age = now - p.stat().st_mtime
+        except FileNotFoundError:
+            continue  # its writer just renamed it into place
+        if (pid is not None and not writer_alive(pid)) or age > max_age_s:
+            p.unlink(missing_ok=True)
+            n += 1
     return n
+
+
+@contextmanager
+def building(folder: Path, *, rank: int = 0, timeout: float | None = None) -> Iterator[None]:
+    """Hold ``folder``'s writer lock for the block; under torchrun only rank 0 takes it (its ranks write together)."""
+    if rank != 0:
+        yield
+        return
+    with file_lock(folder, timeout=timeout):
+        yield
+
+
+def remove_store(folder: Path, *, timeout: float | None = None) -> None:
+    """Delete a store folder (``--no-cache``) under its writer lock, so no build is filling it meanwhile."""
+    with file_lock(folder, timeout=timeout):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def prepare_store(folder: Path, ids: Sequence[str], *, rank: int = 0, barrier: Callable[[], None] | None = None) -> None:
@@ -77,10 +127,11 @@ class EmbeddingStore:
     shape ``(<=S, dim)``), ``meta.json`` (written last: ``{"n", "dim", "dtype", "complete"}``).
     """
 
-    def __init__(self, folder: Path, *, shard_size: int = 4096, dtype: str = "float32"):
+    def __init__(self, folder: Path, *, shard_size: int = 4096, dtype: str = "float32", lock_timeout: float | None = None):
         self.folder = Path(folder)
         self.shard_size = shard_size
         self.dtype = np.dtype(dtype)
+        self.lock_timeout = lock_timeout  # seconds a second writer waits for the first (None: as long as it takes)
 
     def shard_path(self, i: int) -> Path:
         return self.folder / f"shard-{i:05d}.npy"
@@ -102,18 +153,19 @@ class EmbeddingStore:
         ``load=False`` returns None instead of the rows (read them with :meth:`iter_shards`), so peak
         memory stays at one shard.
         """
-        prepare_store(self.folder, ids, rank=rank, barrier=barrier if world > 1 else None)
-        missing = self.missing_shards(len(ids))
-        self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
+        with building(self.folder, rank=rank, timeout=self.lock_timeout):
+            prepare_store(self.folder, ids, rank=rank, barrier=barrier if world > 1 else None)
+            missing = self.missing_shards(len(ids))
+            self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
 
-        def write(i: int, rows) -> None:
-            atomic_save_npy(self.shard_path(i), np.asarray(rows).astype(self.dtype, copy=False))
+            def write(i: int, rows) -> None:
+                atomic_save_npy(self.shard_path(i), np.asarray(rows).astype(self.dtype, copy=False))
 
-        if not encode_missing(self.folder, ids, texts, self.shard_size, missing, encode, write, desc=desc, unit="text", rank=rank, world=world, barrier=barrier):
-            return None
-        dim = int(np.load(self.shard_path(0), mmap_mode="r").shape[1]) if len(ids) else 0
-        atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": dim, "dtype": str(self.dtype), "complete": True})
-        return self.load(len(ids)) if load else None
+            if not encode_missing(self.folder, ids, texts, self.shard_size, missing, encode, write, desc=desc, unit="text", rank=rank, world=world, barrier=barrier):
+                return None
+            dim = int(np.load(self.shard_path(0), mmap_mode="r").shape[1]) if len(ids) else 0
+            atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": dim, "dtype": str(self.dtype), "complete": True})
+            return self.load(len(ids)) if load else None
 
     def iter_shards(self, n: int):
         """The stored rows, one shard ``(<=shard_size, dim)`` at a time, in id order."""

@@ -21,15 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.io import atomic_save_npy, atomic_write_json
-from retrieval.store import encode_missing, prepare_store
+from retrieval.store import building, encode_missing, prepare_store
 
 
 class TokenStore:
     """Token embeddings of an ordered list of documents, ``shard_size`` documents per shard."""
 
-    def __init__(self, folder: Path, *, shard_size: int = 1024):
+    def __init__(self, folder: Path, *, shard_size: int = 1024, lock_timeout: float | None = None):
         self.folder = Path(folder)
         self.shard_size = shard_size
+        self.lock_timeout = lock_timeout  # seconds a second writer waits for the first (None: as long as it takes)
         self.encoded_shards = 0
         self._tokens: list[np.ndarray] = []
         self.offsets = np.zeros(1, dtype=np.int64)  # (n + 1,) global token offsets, filled by open()
@@ -55,24 +56,26 @@ class TokenStore:
 
         With ``world > 1`` (torchrun), rank ``r`` encodes the missing shards ``i`` with
         ``i % world == r``, everyone meets at ``barrier()``, and only rank 0 opens the store and
-        returns it (the others return None).
+        returns it (the others return None). A second writer of the same store waits for the first
+        (``lock_timeout``), then encodes only what is still missing.
         """
-        prepare_store(self.folder, ids, rank=rank, barrier=barrier if world > 1 else None)
-        missing = self.missing_shards(len(ids))
-        self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
+        with building(self.folder, rank=rank, timeout=self.lock_timeout):
+            prepare_store(self.folder, ids, rank=rank, barrier=barrier if world > 1 else None)
+            missing = self.missing_shards(len(ids))
+            self.encoded_shards = len(missing)  # shards this call had to encode, all ranks together (0 on a full cache hit)
 
-        def write(i: int, embs) -> None:
-            lengths = np.array([len(e) for e in embs], dtype=np.int32)
-            tokens = np.concatenate([np.asarray(e, dtype=np.float16) for e in embs], axis=0)  # (T_s, dim)
-            atomic_save_npy(self._path("lengths", i), lengths)
-            atomic_save_npy(self._path("tokens", i), tokens)  # last: marks the shard done
+            def write(i: int, embs) -> None:
+                lengths = np.array([len(e) for e in embs], dtype=np.int32)
+                tokens = np.concatenate([np.asarray(e, dtype=np.float16) for e in embs], axis=0)  # (T_s, dim)
+                atomic_save_npy(self._path("lengths", i), lengths)
+                atomic_save_npy(self._path("tokens", i), tokens)  # last: marks the shard done
 
-        if not encode_missing(self.folder, ids, texts, self.shard_size, missing, encode, write, desc=desc, unit="doc", rank=rank, world=world, barrier=barrier):
-            return None
-        self.open()
-        if not self.complete:
-            atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": self.dim, "tokens": self.num_tokens, "dtype": "float16", "complete": True})
-        return self
+            if not encode_missing(self.folder, ids, texts, self.shard_size, missing, encode, write, desc=desc, unit="doc", rank=rank, world=world, barrier=barrier):
+                return None
+            self.open()
+            if not self.complete:
+                atomic_write_json(self.folder / "meta.json", {"n": len(ids), "dim": self.dim, "tokens": self.num_tokens, "dtype": "float16", "complete": True})
+            return self
 
     # --- reading ---------------------------------------------------------------------------
     def open(self) -> "TokenStore":

@@ -246,3 +246,21 @@ def test_cpu_token_budget_does_not_change_embeddings(scifact_slice, tiny_bert, m
     whole = dpr.DenseEncoder(model).encode_documents(texts)
     np.testing.assert_allclose(small, whole, atol=1e-5)
     np.testing.assert_allclose(default, whole, atol=1e-5)
+
+
+def test_two_checkpoints_with_one_folder_name_write_two_results(tmp_path, scifact_slice, tiny_bert):
+    """Issue 17 #5: two models both called `final` (and two prefixes) never overwrite each other's result file."""
+    import shutil
+
+    a, b = tmp_path / "run-a" / "final", tmp_path / "run-b" / "final"
+    shutil.copytree(tiny_bert, a)
+    shutil.copytree(tiny_bert, b)
+    (b / "config.json").write_text((b / "config.json").read_text().replace('"hidden_dropout_prob": 0.1', '"hidden_dropout_prob": 0.2'))
+    rc, out = run_eval(tmp_path, "--datasets", str(scifact_slice), "--models", f"{a},{b}", "--top-k", "20")
+    assert rc == 0
+    for prefix in ("query: ", "q: "):
+        assert run_eval(tmp_path, "--datasets", str(scifact_slice), "--models", str(a), "--top-k", "20", "--query-prefix", prefix)[0] == 0
+    results = load_results(out)
+    assert len(results) == 4 and len({r.stem for r in results}) == 4 and len(list(out.glob("final*__dpr__*.json"))) == 4
+    table = (out / "leaderboard.md").read_text()
+    assert sum(1 for line in table.splitlines() if line.startswith("| final [")) >= 4  # one row per setting, labelled by key

@@ -30,11 +30,13 @@ from benchmarks.pipeline import run  # noqa: E402
 from benchmarks.registry import REGISTRY  # noqa: E402
 from benchmarks.spec import make_spec  # noqa: E402
 from encoders.loading import resolve_model  # noqa: E402
+from retrieval.extras import require  # noqa: E402
 from retrieval.sources import resolve  # noqa: E402
 
 
 def run_mteb_st(folder: Path, mteb_name: str, split: str, model_path: str, batch_size: int) -> tuple[float, float]:
     """MTEB's sentence-transformers wrapper on the local folder -> (nDCG@10, seconds)."""
+    require("mteb", extra="mteb")  # a clear message when the extra is missing
     import mteb  # lazy: the peer only; mteb is heavy to import
     from mteb.models import SentenceTransformerEncoderWrapper  # lazy: the peer only
     from sentence_transformers import SentenceTransformer  # lazy: the peer only

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrieval.beir import BeirDataset, DataError, doc_text, parse_json_object, read_lines
+from retrieval.beir import BeirDataset, DataError, check_text, doc_text, iter_json_objects
 
 # The paper's fine-tuning data (ModernBERT, arXiv 2412.13663, appendix: retrieval fine-tuning).
 MSMARCO = {
@@ -76,23 +76,17 @@ def beir_examples(ds: BeirDataset) -> Examples:
 
 
 def load_jsonl_examples(path: Path | str) -> Examples:
-    """Read ``{"query", "positive", "negatives"?}`` lines; errors name the file, line and field."""
+    """Read ``{"query", "positive", "negatives"?}`` lines through the loader's validating reader
+    (:func:`retrieval.beir.iter_json_objects`: blank lines skipped; a missing file, bad UTF-8 or
+    JSON, a missing or empty field is a DataError naming the file, line and field)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, None, "file not found")
     qs, ps, ns = [], [], []
-    for lineno, line in read_lines(path):
-        obj = parse_json_object(path, lineno, line)
-        for key in ("query", "positive"):
-            if key not in obj:
-                raise DataError(path, lineno, key, "is missing")
-            if not isinstance(obj[key], str) or not obj[key].strip():
-                raise DataError(path, lineno, key, "must be a non-empty string")
+    for lineno, _, obj in iter_json_objects(path):
+        qs.append(check_text(path, lineno, obj, "query", nonempty=True))
+        ps.append(check_text(path, lineno, obj, "positive", nonempty=True))
         negs = obj.get("negatives", [])
         if not isinstance(negs, list) or not all(isinstance(n, str) and n.strip() for n in negs):
             raise DataError(path, lineno, "negatives", "must be a list of non-empty strings")
-        qs.append(obj["query"])
-        ps.append(obj["positive"])
         ns.append(negs)
     if not qs:
         raise DataError(path, None, None, "is empty: no examples")

@@ -1,8 +1,11 @@
 """Metrics against values computed by hand."""
 
+import logging
 import math
+import random
 
 import pytest
+import pytrec_eval
 
 from retrieval.metrics import MetricSpec, evaluate, per_query_metrics, top_k
 
@@ -33,8 +36,67 @@ def test_queries_without_qrels_are_dropped_and_missing_runs_count_zero():
     assert m["recall@100"] == pytest.approx(0.5)
 
 
-def test_top_k_breaks_ties_by_doc_id():
-    assert list(top_k({"q": {"b": 1.0, "a": 1.0, "c": 2.0}}, 2)["q"]) == ["c", "a"]
+def trec_eval_order(docs: dict[str, float]) -> list[str]:
+    """trec_eval's own ranking of one query's docs, read off pytrec_eval: doc d's rank is 1 / recip_rank with d alone relevant."""
+    rank = {d: round(1 / pytrec_eval.RelevanceEvaluator({"q": {d: 1}}, {"recip_rank"}).evaluate({"q": docs})["q"]["recip_rank"]) for d in docs}
+    return sorted(docs, key=rank.__getitem__)
+
+
+def tied_run(rng: random.Random, n_docs: int, n_levels: int) -> dict[str, float]:
+    """One query's run: ``n_docs`` ids (some numeric, so lexicographic and numeric order differ), scores from ``n_levels`` values."""
+    ids = rng.sample([f"d{i}" for i in range(50)] + [str(i) for i in range(5, 15)], n_docs)
+    levels = [rng.uniform(-1, 1) for _ in range(n_levels)]
+    docs = {d: rng.choice(levels) for d in ids}
+    return dict(rng.sample(list(docs.items()), len(docs)))  # insertion order says nothing
+
+
+def test_top_k_keeps_trec_eval_order_on_ties():
+    rng = random.Random(0)
+    for _ in range(20):
+        docs = tied_run(rng, n_docs=12, n_levels=3)
+        order = trec_eval_order(docs)
+        for k in (1, 3, 7, 12, 20):
+            assert list(top_k({"q": docs}, k)["q"]) == order[:k]
+
+
+def test_mrr_at_k_on_ties_equals_trec_eval_recip_rank_of_the_full_run():
+    rng = random.Random(1)
+    run = {f"q{i}": tied_run(rng, n_docs=rng.randint(3, 15), n_levels=2) for i in range(40)}
+    qrels = {q: {d: rng.choice([-1, 0, 1, 2]) for d in rng.sample(list(docs), 2)} for q, docs in run.items()}
+    full = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run)
+    for k in (1, 3, 5):
+        expected = {q: (v["recip_rank"] if v["recip_rank"] and round(1 / v["recip_rank"]) <= k else 0.0) for q, v in full.items()}
+        assert per_query_metrics(qrels, run, MetricSpec(ndcg_at=(1,), recall_at=(1,), map_at=(1,), mrr_at=(k,)))[f"mrr@{k}"] == expected
+
+
+# ---- issue 17 #11: no metric deeper than the run ---------------------------------------------
+
+
+def test_run_depth():
+    assert run_depth({"q1": {"a": 1.0, "b": 0.5}, "q2": {"c": 1.0}, "q3": {}}) == 2
+    assert run_depth({}) == 0
+
+
+def test_metrics_deeper_than_the_run_are_not_reported(caplog):
+    rng = random.Random(2)
+    run = {f"q{i}": {f"d{j}": rng.random() for j in rng.sample(range(500), 50)} for i in range(5)}
+    qrels = {q: {f"d{j}": 1 for j in rng.sample(range(500), 5)} for q in run}
+    full = evaluate(qrels, run)
+    with caplog.at_level(logging.WARNING, logger="retrieval.metrics"):
+        cut = evaluate(qrels, run, depth=run_depth(run))
+    assert set(full) - set(cut) == {"recall@100", "recall@1000", "ndcg@100", "map@100"}
+    assert cut == {m: v for m, v in full.items() if m in cut}
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "depth 50" in msg and all(m in msg for m in ("ndcg@100", "recall@100", "recall@1000", "map@100"))
+    per_q = per_query_metrics(qrels, run, depth=10)
+    assert set(per_q) == {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "recall@10", "mrr@10"}
+
+
+def test_metric_spec_within_depth():
+    spec = MetricSpec(ndcg_at=(5, 10, 100), recall_at=(100, 1000), map_at=(100,), mrr_at=(10,))
+    assert spec.within(None) == spec and spec.within(1000) == spec
+    assert spec.within(50) == MetricSpec(ndcg_at=(5, 10), recall_at=(), map_at=(), mrr_at=(10,))
+    assert evaluate({"q": {"d": 1}}, {"q": {"d": 1.0}}, spec, depth=3) == {}
 
 
 def test_default_metric_names():

@@ -40,3 +40,15 @@ def test_tiny_modernbert_colbert_unpadded_equals_padded(tmp_path, scifact_slice,
     assert hf.provenance["backbone"].startswith("transformers")
     assert ours.num_queries == 30 and 0.0 <= ours.metrics["ndcg@10"] <= 1.0
     assert ours.metrics["ndcg@10"] == pytest.approx(hf.metrics["ndcg@10"], abs=1e-4)
+
+
+def test_backbone_settings_key_results_and_embeddings(tmp_path, scifact_slice, tiny_modernbert):
+    """Issue 17 #3: --no-unpadded and --attn-backend change the result key and the embedding cache, so a
+    parity run in one output folder and one cache compares two computations, never a result with itself."""
+    common = ["--datasets", str(scifact_slice), "--models", str(tiny_modernbert), "--cache-dir", str(tmp_path / "c"), "--output", str(tmp_path / "out"), "--max-length", "64", "-q"]
+    for extra in ([], ["--no-unpadded"], ["--attn-backend", "sdpa_loop"]):
+        assert evaluate.main(common + extra) == 0
+    results = load_results(tmp_path / "out")
+    assert len({r.config_key for r in results}) == 3 and len(results) == 3
+    assert all(r.timings["corpus_shards_encoded"] > 0 for r in results)  # each setting encoded its own corpus
+    assert sorted(r.provenance["backbone"] for r in results) == ["transformers (padded, --no-unpadded)", "unpadded ModernBERT (sdpa_blocked)", "unpadded ModernBERT (sdpa_loop)"]
