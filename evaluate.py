@@ -10,20 +10,23 @@ CLI flags -> RunSpec (validated here, once) -> benchmarks.pipeline.run -> typed 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from benchmarks.catalog import WHAT, listing
 from benchmarks.leaderboard import paper_markdown, to_markdown, write_leaderboard, write_paper_leaderboard
 from benchmarks.pipeline import run
 from benchmarks.results import Result
 from benchmarks.spec import RunSpec, add_spec_flags, spec_from_args
+from retrieval import logs, progress
 from retrieval.beir import DataError
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_spec_flags(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings only (ours and the libraries'), no progress bars: the table and the results path")
+    p.add_argument("--list", choices=WHAT, help="print what exists (and where each dataset would be read from here), then exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="also the libraries' INFO messages")
     return p
 
 
@@ -39,11 +42,15 @@ def render(spec: RunSpec, folder: str, results: list[Result]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logs.setup(-1 if args.quiet else 1 if args.verbose else 0)
+    progress.set_enabled(not args.quiet)
     try:
         spec = spec_from_args(args)  # the one validation of every setting
     except ValueError as e:
         p.error(str(e))
+    if args.list:
+        print(listing(args.list, spec))
+        return 0
     if spec.output.leaderboard:
         print(render(spec, spec.output.leaderboard, write_leaderboard(spec.output.leaderboard)))
         return 0

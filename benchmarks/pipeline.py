@@ -29,6 +29,11 @@ from retrieval.runfile import write_trec
 log = logging.getLogger(__name__)
 
 
+def summary(r: Result, how: str) -> None:
+    """The one console line per result."""
+    log.info("%s (%s) on %s/%s: nDCG@10 %.4f, %.1f s, %s", r.model, r.encoder, r.dataset, r.split, r.metrics.get("ndcg@10", float("nan")), r.timings.get("total_s", 0.0), how)
+
+
 def result_key(job: Job, retriever: Retriever, spec: RunSpec) -> str:
     """The hash of everything that can change this pair's scores."""
     return cache_key(job=job.identity(), kind=retriever.kind, retriever=retriever.identity(), settings=spec.settings(retriever.kind))
@@ -77,7 +82,7 @@ def run_pair(job: Job, retriever: Retriever, spec: RunSpec, contexts: Contexts, 
     if path.is_file() and not spec.output.no_cache:
         cached = load_result(path)
         if cached.config_key == key:
-            log.info("cached: %s (%s) on %s/%s nDCG@10=%.4f", retriever.name, retriever.kind, job.dataset, job.split, cached.metrics.get("ndcg@10", float("nan")))
+            summary(cached, "cached")
             return cached
     t = time.perf_counter()
     scored = job.evaluate(retriever, contexts, d)
@@ -90,5 +95,5 @@ def run_pair(job: Job, retriever: Retriever, spec: RunSpec, contexts: Contexts, 
         if spec.output.save_run and scored.run is not None:
             write_trec(scored.run, out_dir / "runs" / f"{result.stem}.trec", tag=result.stem)
         save_result(result, out_dir)
-        log.info("%s (%s) on %s/%s: nDCG@10=%.4f in %.1fs", result.model, result.encoder, result.dataset, result.split, result.metrics.get("ndcg@10", float("nan")), timings["total_s"])
+        summary(result, "computed")
     return d.share(result)

@@ -46,7 +46,7 @@ class OutputConfig:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "encoding": EncodingConfig, "index": IndexConfig, "output": OutputConfig}
-GROUP_TITLES = {"data": "data", "model": "model", "encoding": "encoding", "index": "index and search", "output": "output"}
+GROUP_TITLES = {"data": "data", "model": "model", "encoding": "encoding", "index": "index and search", "output": "output", "distributed": "distributed and resume", "advanced": "advanced"}
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,9 @@ def make_spec(**fields) -> RunSpec:
 
 def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     """One argparse group per section; every field a flag (see :func:`retrieval.flags.add_flags`)."""
+    groups = {name: parser.add_argument_group(title) for name, title in GROUP_TITLES.items()}
     for name, cls in SECTIONS.items():
-        add_flags(parser.add_argument_group(GROUP_TITLES[name]), cls)
+        add_flags(parser, cls, group_of=lambda f, name=name: groups[f.metadata.get("group", name)])
 
 
 def spec_from_args(ns: argparse.Namespace) -> RunSpec:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import bm25s
 import Stemmer
 
+from retrieval import progress
 from retrieval.beir import Corpus, Queries, doc_text
 
 Run = dict[str, dict[str, float]]
@@ -36,7 +37,7 @@ def bm25_search(corpus: Corpus, queries: Queries, k: int, cfg: BM25Config = BM25
     # Strings (not ids) so the query vocabulary maps onto the corpus vocabulary.
     query_tokens = bm25s.tokenize([queries[q] for q in qids], return_ids=False, **tok)
     kk = min(len(doc_ids), k + int(ignore_identical_ids))
-    idx, scores = retriever.retrieve(query_tokens, k=kk, show_progress=True, n_threads=0)
+    idx, scores = retriever.retrieve(query_tokens, k=kk, show_progress=progress.enabled(), n_threads=0)
     run: Run = {}
     for qi, qid in enumerate(qids):
         hits: dict[str, float] = {}

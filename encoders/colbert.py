@@ -5,8 +5,9 @@ config). A sentence-transformers or plain Hugging Face checkpoint becomes a ColB
 appends a new ``hidden -> 128`` linear projection, adds the ``[Q] `` / ``[D] `` marker tokens,
 pads queries to ``query_length`` with ``[MASK]`` (query expansion, Khattab & Zaharia 2020,
 "ColBERT", sec. 3.2) and cuts documents at ``doc_length``. The new projection and the new
-marker embeddings are random, so :func:`load_colbert` seeds torch first: the same checkpoint
-gives the same embeddings on every run.
+marker embeddings are random, so :func:`load_colbert` draws them from a forked RNG seeded with
+``cfg.projection_seed``: the same checkpoint and seed give the same embeddings on every run, and
+the caller's global RNG is left as it was (evaluation keeps PROJECTION_SEED; training passes --seed).
 
 Embeddings are L2-normalised per token; punctuation tokens are dropped from documents
 (PyLate's skiplist), so a document of ``n`` tokens gives ``<= n`` vectors.
@@ -31,7 +32,7 @@ from encoders.dpr import DTYPES
 
 log = logging.getLogger(__name__)
 
-PROJECTION_SEED = 0  # seeds the new projection (and new marker embeddings) of a non-PyLate checkpoint
+PROJECTION_SEED = 0  # evaluation's seed for the new projection (and new marker embeddings) of a non-PyLate checkpoint
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ColbertConfig:
     device: str = "cpu"
     query_prefix: str | None = None  # None: the model's own marker ("[Q] " for a new ColBERT)
     doc_prefix: str | None = None
+    projection_seed: int = PROJECTION_SEED  # seeds a new projection / new marker rows (PyLate folders keep theirs); training: --seed
 
 
 def is_pylate_folder(path: Path) -> bool:
@@ -63,20 +65,36 @@ def load_colbert(path: Path | str, cfg: ColbertConfig, *, trust_remote_code: boo
     if cfg.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {cfg.dtype!r}; choose from {', '.join(DTYPES)}")
     model_kwargs = {} if trust_remote_code else {"use_safetensors": True}
-    torch.manual_seed(PROJECTION_SEED)  # a new projection / new marker rows are drawn from torch's RNG
-    model = ColBERT(
-        str(path),
-        device=cfg.device,
-        query_length=cfg.query_length,
-        document_length=cfg.doc_length,
-        embedding_size=None if is_pylate_folder(Path(path)) else cfg.embedding_size,
-        query_prefix=cfg.query_prefix,
-        document_prefix=cfg.doc_prefix,
-        trust_remote_code=trust_remote_code,
-        model_kwargs=model_kwargs,
-        local_files_only=True,
-    )
+    # A new projection / new marker rows are drawn from torch's global RNG: fork it, so they follow
+    # cfg.projection_seed alone and the caller's RNG (dropout, data order) is the same after loading.
+    cuda = _cuda_devices(cfg.device)
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(cfg.projection_seed)
+        for d in cuda:  # only the forked device (torch.manual_seed would reseed every GPU, unrestored)
+            with torch.cuda.device(d):
+                torch.cuda.manual_seed(cfg.projection_seed)
+        model = ColBERT(
+            str(path),
+            device=cfg.device,
+            query_length=cfg.query_length,
+            document_length=cfg.doc_length,
+            embedding_size=None if is_pylate_folder(Path(path)) else cfg.embedding_size,
+            query_prefix=cfg.query_prefix,
+            document_prefix=cfg.doc_prefix,
+            trust_remote_code=trust_remote_code,
+            model_kwargs=model_kwargs,
+            local_files_only=True,
+        )
     return model.to(DTYPES[cfg.dtype]).eval()
+
+
+def _cuda_devices(device: str) -> list[int]:
+    """The CUDA device whose RNG state loading on ``device`` may draw from (fork only that one: forking all
+    would create a context on every GPU of the machine in every torchrun process)."""
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return []
+    return [dev.index if dev.index is not None else torch.cuda.current_device()]
 
 
 def effective_lengths(model) -> tuple[int, int]:

@@ -1,8 +1,15 @@
 """Single-vector (DPR) encoding with a sentence-transformers model.
 
-Texts are tokenized once, sorted by their true token length (not character length), and
-batched so each batch pads to at most its own longest text; rows come back in input order. On CPU
-a batch also holds at most `cpu_token_budget` padded tokens.
+Every forward is ``SentenceTransformer.encode``, so the checkpoint's own settings apply exactly
+as there: its prompts (``config_sentence_transformers.json``; queries get the "query" prompt,
+documents the "document" / "passage" / "corpus" one, else ``default_prompt_name``'s, as
+``encode_query`` / ``encode_document`` choose), the Transformer module's ``do_lower_case`` and
+``max_seq_length``, and every module after pooling (Dense, Normalize). A non-empty
+``query_prefix`` / ``doc_prefix`` replaces the model's prompt, with a warning when the model has one.
+
+What we add is the batching: texts are tokenized once for their true token length (not character
+length), sorted longest first, and batched so each batch pads to at most its own longest text;
+rows come back in input order. On CPU a batch also holds at most `cpu_token_budget` padded tokens.
 Embeddings are float32 ``(n, dim)``; with ``similarity="cos"`` they are L2-normalised so
 inner product is cosine (as BEIR's ``cos_sim`` and MTEB do).
 """
@@ -23,19 +30,46 @@ from encoders.modernbert import CPU_CHUNK_BYTES
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DOC_PROMPT_NAMES = ("document", "passage", "corpus")  # the names SentenceTransformer.encode_document tries, in its order
 
 
 @dataclass(frozen=True)
 class DenseEncoderConfig:
     similarity: str = "cos"  # cos | dot
-    query_prefix: str = ""
-    doc_prefix: str = ""
+    query_prefix: str = ""  # "" keeps the model's own query prompt; a string replaces it
+    doc_prefix: str = ""  # "" keeps the model's own document prompt; a string replaces it
     batch_size: int = 64
     dtype: str = "fp32"
 
 
+def model_prompts(model) -> tuple[str, str]:
+    """``(query prompt, document prompt)`` that ``SentenceTransformer.encode_query`` / ``encode_document`` prepend.
+
+    A role's own prompt wins (ST always defines "query" and "document", as "" unless the checkpoint
+    sets them); without one, the prompt of ``default_prompt_name``; else "".
+    """
+    prompts = model.prompts or {}
+    default = prompts.get(model.default_prompt_name, "") if model.default_prompt_name else ""
+    query = prompts["query"] if "query" in prompts else default
+    doc = next((prompts[n] for n in DOC_PROMPT_NAMES if n in prompts), default)
+    return query or "", doc or ""
+
+
+def _chosen_prompt(own: str, given: str, role: str) -> str:
+    """The user's prefix when given (warning when it replaces a different prompt of the model), else the model's."""
+    if not given:
+        return own
+    if own and own != given:
+        log.warning("%s prefix %r replaces the model's own %s prompt %r", role, given, role, own)
+    return given
+
+
 class DenseEncoder:
-    """Wraps a ``SentenceTransformer``: ``encode_queries`` / ``encode_documents`` -> ``(n, dim)`` float32."""
+    """Wraps a ``SentenceTransformer``: ``encode_queries`` / ``encode_documents`` -> ``(n, dim)`` float32.
+
+    ``query_prompt`` / ``doc_prompt`` are the prefixes really applied (model's or given); ``max_length``
+    the tokens texts are cut to (the model's ``max_seq_length``, capped by its tokenizer and position table).
+    """
 
     def __init__(self, model, cfg: DenseEncoderConfig = DenseEncoderConfig()):
         if cfg.dtype not in DTYPES:
@@ -45,27 +79,39 @@ class DenseEncoder:
         self.model = model.to(DTYPES[cfg.dtype]).eval()
         self.cfg = cfg
         self.max_length = effective_max_length(model)
+        if model.max_seq_length and model.max_seq_length > self.max_length:
+            log.warning("max_seq_length %d exceeds what the tokenizer / position table allow; texts are cut at %d tokens", model.max_seq_length, self.max_length)
+            model.max_seq_length = self.max_length  # encode() cuts at max_seq_length: make it the length that really works
+        own_query, own_doc = model_prompts(model)
+        self.query_prompt = _chosen_prompt(own_query, cfg.query_prefix, "query")
+        self.doc_prompt = _chosen_prompt(own_doc, cfg.doc_prefix, "document")
+        self.lower_case = bool(getattr(model[0], "do_lower_case", False))  # ST lower-cases before tokenizing
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode([self.cfg.query_prefix + t for t in texts], desc="queries")
+        return self._encode(list(texts), prompt=self.query_prompt, task="query")
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode([self.cfg.doc_prefix + t for t in texts], desc="documents")
+        return self._encode(list(texts), prompt=self.doc_prompt, task="document")
+
+    def _token_lengths(self, texts: list[str], prompt: str) -> list[int]:
+        """Tokens per text as ``encode`` will cut it (prompt, strip, lower-case, max length): for batching only."""
+        prepared = [(prompt + t).strip() for t in texts]
+        if self.lower_case:
+            prepared = [t.lower() for t in prepared]
+        ids = self.model.tokenizer(prepared, truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]
+        return [len(x) for x in ids]
 
     @torch.inference_mode()
-    def _encode(self, texts: list[str], desc: str) -> np.ndarray:
-        tok = self.model.tokenizer
-        # ST strips each text before tokenizing; do the same so embeddings match model.encode.
-        ids = tok([t.strip() for t in texts], truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]
-        lengths = [len(x) for x in ids]
+    def _encode(self, texts: list[str], *, prompt: str, task: str) -> np.ndarray:
+        lengths = self._token_lengths(texts, prompt)
         order = np.argsort([-n for n in lengths], kind="stable")  # longest first: padding only within similar lengths
         out: np.ndarray | None = None
         budget = cpu_token_budget(self.model) if self.model.device.type == "cpu" else None
-        bar = tqdm(total=len(order), desc=desc, unit="text", leave=False, disable=len(order) <= self.cfg.batch_size)
+        bar = tqdm(total=len(order), desc={"query": "queries"}.get(task, task + "s"), unit="text", leave=False, disable=len(order) <= self.cfg.batch_size)
         for idx in batches_by_tokens(order, lengths, self.cfg.batch_size, budget):
-            feats = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-            feats = {k: v.to(self.model.device) for k, v in feats.items()}
-            emb = self.model(feats)["sentence_embedding"].float()  # (b, dim)
+            # ST's own forward: prompt (and its length, for include_prompt=False pooling), lower-casing, all modules.
+            emb = self.model.encode([texts[i] for i in idx], prompt=prompt, task=task, batch_size=len(idx), convert_to_tensor=True, show_progress_bar=False)
+            emb = emb.float()  # (b, dim)
             if self.cfg.similarity == "cos":
                 emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
             if out is None:

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -35,23 +36,60 @@ class ModelSource:
     spec: str  # what the user typed
     name: str  # display name in the leaderboard
     path: Path  # local folder holding the files
-    revision: str  # hub commit, or a content hash of the weight files for local folders
+    revision: str  # hub commit, or a content hash of every file that can change the output (local folders)
 
 
-def _weights_hash(folder: Path) -> str:
-    files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
-    return _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+# What cannot change a model's embeddings, so a content hash leaves it out. Everything else in the
+# folder tree counts: weights, config.json, tokenizer files, modules.json, sentence_bert_config.json,
+# pooling / dense / normalize configs, config_sentence_transformers.json (prompts), data files.
+IGNORED_DIRS = {"checkpoints", "eval", "onnx", "openvino"}  # train.py's resumable state and results; other runtimes' exports
+IGNORED_FILES = {"train_result.json", "trainer_state.json", "training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "LICENSE"}
+IGNORED_SUFFIXES = {".md", ".lock", ".h5", ".msgpack", ".ot", ".onnx"}  # docs, locks, TF / Flax / Rust weights torch never loads
+
+
+def _counts(rel: Path) -> bool:
+    """Whether the file at ``rel`` (relative to the model folder) can change what the model computes."""
+    if any(part.startswith(".") for part in rel.parts):  # .git, .cache, .gitattributes, temp folders of atomic writes
+        return False
+    if any(part in IGNORED_DIRS or part.startswith("checkpoint-") for part in rel.parts[:-1]):
+        return False
+    return rel.name not in IGNORED_FILES and rel.suffix not in IGNORED_SUFFIXES and not rel.name.startswith("rng_state")
+
+
+def content_hash(folder: Path) -> str:
+    """``sha256:<16 hex>`` over the relative path and bytes of every file of ``folder`` that counts (:func:`_counts`).
+
+    Each file's digest is cached by (path, size, mtime), so a second call re-reads only edited files.
+    """
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted(p for p in folder.rglob("*") if p.is_file() and _counts(p.relative_to(folder))):
+        st = p.stat()
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0" + _file_digest(str(p), st.st_size, st.st_mtime_ns))
+    return "sha256:" + h.hexdigest()[:16]
 
 
 @lru_cache(maxsize=None)
-def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
+def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
     h = hashlib.sha256()
-    for path, _, _ in files:
-        h.update(Path(path).name.encode())
-        with open(path, "rb") as f:
-            while block := f.read(1 << 22):
-                h.update(block)
-    return "sha256:" + h.hexdigest()[:16]
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.digest()
+
+
+MATHS_LIBRARIES = ("torch", "transformers", "tokenizers", "sentence-transformers", "pylate")  # tokenizers: its version can change the ids
+
+
+def maths_versions() -> dict[str, str | None]:
+    """Versions of the libraries that compute embeddings (None: not installed), for a retriever's identity."""
+    out: dict[str, str | None] = {}
+    for lib in MATHS_LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
 
 
 def resolve_model(spec: str, *, trust_remote_code: bool = False) -> ModelSource:
@@ -59,11 +97,11 @@ def resolve_model(spec: str, *, trust_remote_code: bool = False) -> ModelSource:
     if spec in ALIASES:
         get_path, name = ALIASES[spec]
         path = Path(get_path())
-        return ModelSource(spec, name, path, _weights_hash(path))
+        return ModelSource(spec, name, path, content_hash(path))
     p = Path(spec).expanduser()
     if p.is_dir():
         check_weights(p, trust_remote_code=trust_remote_code)
-        return ModelSource(spec, p.name, p.resolve(), _weights_hash(p))
+        return ModelSource(spec, p.name, p.resolve(), content_hash(p))
     if os.sep in spec and spec.count("/") > 1 or spec.startswith((".", "~", "/")):
         raise FileNotFoundError(f"model folder {spec!r} does not exist")
     from huggingface_hub import snapshot_download  # lazy: only a hub id (not an alias or folder) needs the hub client

@@ -59,22 +59,24 @@ def _default_text(value) -> str:
     return str(value)
 
 
-def add_flags(parser, cls) -> None:
+def add_flags(parser, cls, group_of=None) -> None:
     """One ``--flag-name`` per dataclass field of ``cls`` on ``parser`` (a parser or an argument group).
 
     A bool that defaults to False is a store_true switch (``--no-cache``); one that defaults to
     True gets ``--flag`` / ``--no-flag``. A ``Literal`` field accepts only its values; a
     ``tuple[str, ...]`` field takes a comma-separated list. Each help text ends with the default.
+    ``group_of(field)``, if given, picks the argument group each flag goes in (default: ``parser``).
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         name = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+        target = group_of(f) if group_of else parser
         tp = _flag_type(hints[f.name])
         text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if tp is bool:
             action = argparse.BooleanOptionalAction if default else "store_true"
-            parser.add_argument(name, dest=f.name, action=action, default=default, help=text + (" (default: on)" if default else ""))
+            target.add_argument(name, dest=f.name, action=action, default=default, help=text + (" (default: on)" if default else ""))
             continue
         if typing.get_origin(tp) is typing.Literal:
             values = typing.get_args(tp)
@@ -83,7 +85,7 @@ def add_flags(parser, cls) -> None:
             kw = dict(type=split_list, metavar="A,B,...")
         else:
             kw = dict(type=tp)
-        parser.add_argument(name, dest=f.name, default=default, help=text + f" (default: {_default_text(default)})".replace("%", "%%"), **kw)
+        target.add_argument(name, dest=f.name, default=default, help=text + f" (default: {_default_text(default)})".replace("%", "%%"), **kw)
 
 
 def check_fields(obj) -> None:

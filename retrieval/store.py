@@ -46,7 +46,8 @@ def remove_stale_temps(folder: Path, *, max_age_s: float = STALE_AFTER_S) -> int
 
     A temp file ``.<name>.<pid>.<random>.tmp`` is a leftover when process ``pid`` is gone, and any
     temp file is one when older than ``max_age_s`` (a reused pid, or a name that names no writer).
-    A live writer's file in flight is kept.
+    A live writer's file in flight is kept. Pids are this machine's; a writer on another host of a
+    shared file system is kept apart by the store lock (:func:`building`), which callers hold.
     """
     n, now = 0, time.time()
     for p in Path(folder).glob(".*.tmp"):

@@ -37,24 +37,24 @@ class ModelConfig:
     similarity: Similarity = _f("cos", "cos (normalised inner product) or dot", kinds=("dpr",))
     query_prefix: str = _f("", "text prepended to every query (e.g. 'search_query: ')", kinds=NEURAL)
     doc_prefix: str = _f("", "text prepended to every document (e.g. 'search_document: ')", kinds=NEURAL)
-    trust_remote_code: bool = _f(False, "allow model code from the checkpoint (and non-safetensors weights)", kinds=NEURAL)
-    unpadded: bool = _f(True, "run ModernBERT checkpoints on our unpadded backbone (--no-unpadded: transformers' padded ModernBertModel)", kinds=NEURAL)
-    attn_backend: AttnBackend = _f("auto", "ModernBERT attention backend (unpadded backbone)", kinds=NEURAL)
-    compile: bool = _f(False, "torch.compile the unpadded ModernBERT's MLPs", kinds=NEURAL)
+    trust_remote_code: bool = _f(False, "allow model code from the checkpoint (and non-safetensors weights)", kinds=NEURAL, group="advanced")
+    unpadded: bool = _f(True, "run ModernBERT checkpoints on our unpadded backbone (--no-unpadded: transformers' padded ModernBertModel)", kinds=NEURAL, group="advanced")
+    attn_backend: AttnBackend = _f("auto", "ModernBERT attention backend (unpadded backbone)", kinds=NEURAL, group="advanced")
+    compile: bool = _f(False, "torch.compile the unpadded ModernBERT's MLPs", kinds=NEURAL, group="advanced")
 
 
 @dataclass(frozen=True)
 class EncodingConfig:
     max_length: int | None = _f(None, "dpr: max tokens per text (default: the model's own max_seq_length)", kinds=("dpr",))
     batch_size: int = _f(64, "texts per encoding batch", kinds=NEURAL)
-    device: str | None = _f(None, "torch device (default: cuda if available, else cpu)", kinds=NEURAL)
+    device: str | None = _f(None, "torch device (default: cuda if available, else cpu)", kinds=NEURAL, group="advanced")
     dtype: DType = _f("fp32", "encoding precision (fp32 reproduces published numbers)", kinds=NEURAL)
     query_length: int = _f(32, "colbert: query tokens, padded with [MASK] (query expansion)", kinds=("colbert",))
     doc_length: int = _f(300, "colbert: max document tokens (up to 8192 for long documents)", kinds=("colbert",))
     doc_handling: DocHandling = _f("truncate", "dpr, long documents: truncate at --max-length, or maxp (max-length windows, score = best window)", kinds=("dpr",))
     chunk_stride: int | None = _f(None, "maxp: tokens between window starts (default: the window, no overlap)", kinds=("dpr",))
-    shard_size: int = _f(4096, "dpr: texts per cached embedding shard (the resume and torchrun unit)", kinds=("dpr",))
-    token_shard_size: int = _f(1024, "colbert: documents per cached token-embedding shard (the resume and torchrun unit)", kinds=("colbert",))
+    shard_size: int = _f(4096, "dpr: texts per cached embedding shard (the resume and torchrun unit)", kinds=("dpr",), group="distributed")
+    token_shard_size: int = _f(1024, "colbert: documents per cached token-embedding shard (the resume and torchrun unit)", kinds=("colbert",), group="distributed")
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,16 @@ class TrainConfig:
     save_steps: int = _f(200, "checkpoint every N steps (and at the end)")
     save_total_limit: int = _f(2, "checkpoints kept")
     logging_steps: int = _f(10, "log the loss every N steps")
-    resume: bool = _f(False, "continue from the last checkpoint in OUTPUT/checkpoints")
+    resume: bool = _f(False, "continue from the last complete checkpoint in OUTPUT/checkpoints (refused when a setting that changes the weights differs)")
     padded: bool = _f(False, "keep transformers' padded ModernBERT (default: a ModernBERT backbone trains unpadded via encoders/modernbert_st.py)")
     eval_data: str | None = _f(None, "after training, evaluate on these BEIR datasets (comma list, split test) with evaluate.py's runner")
     cache_dir: str | None = _f(None, "mined-negative cache (default: $RETRIEVAL_CACHE or ~/.cache/modernretrieval)")
     device: str | None = _f(None, "torch device (default: cuda if available, else cpu)")
 
+
+# Fields --resume may change: they move files, set logging, checkpoint cadence or the evaluation after
+# training, not the trained weights. ``device``: a killed run may resume on other hardware (rounding only).
+RESUME_FREE = frozenset({"output", "resume", "data_dir", "cache_dir", "logging_steps", "save_steps", "save_total_limit", "eval_data", "device"})
 
 LOSSES = {"dpr": ("mnrl", "cmnrl"), "colbert": ("contrastive", "cached-contrastive", "distillation")}
 

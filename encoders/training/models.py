@@ -1,6 +1,8 @@
 """Load the models a training run uses: the student (DPR or ColBERT), dense teachers and mining models.
 
-A ModernBERT backbone is swapped for our unpadded implementation unless ``--padded`` is given.
+A ModernBERT backbone is swapped for our unpadded implementation unless ``--padded`` is given; an
+error in that swap (an ImportError of our own module included) propagates, never a silent padded run.
+A ColBERT student's new projection is seeded with ``--seed``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def maybe_unpad(model, cfg: TrainConfig) -> str | None:
-    """Run a ModernBERT backbone through our unpadded implementation; the attention backend, or None."""
+    """Run a ModernBERT backbone through our unpadded implementation; the attention backend, or None.
+
+    None only for ``--padded`` or a backbone that is not ModernBERT; any error propagates (no fallback).
+    """
     if cfg.padded:
         return None
     backend = use_unpadded_modernbert(model)
@@ -31,7 +36,8 @@ def load_student(cfg: TrainConfig):
     if cfg.encoder == "dpr":
         model = load_sentence_transformer(src, max_length=cfg.max_length, device=resolve_device(cfg))
     else:
-        model = load_colbert(src.path, ColbertConfig(query_length=cfg.query_length, doc_length=cfg.doc_length, device=resolve_device(cfg)))
+        ccfg = ColbertConfig(query_length=cfg.query_length, doc_length=cfg.doc_length, device=resolve_device(cfg), projection_seed=cfg.seed)
+        model = load_colbert(src.path, ccfg)  # a new projection follows --seed
     return model.train(), src
 
 

@@ -5,10 +5,15 @@
     batches, optional batch-size warmup) -> checkpoints -> final model in ``output/``.
 
 Both encoders train through ``SentenceTransformerTrainer`` (PyLate's ColBERT is a
-SentenceTransformer), so checkpointing and ``--resume`` are the trainer's own: a killed run
-continues from ``output/checkpoints/checkpoint-N`` with optimiser, scheduler and RNG state.
-The final model is saved in its native format: ``SentenceTransformer(output)`` or
-``pylate.models.ColBERT(output)`` loads it, and ``evaluate.py --models output`` evaluates it.
+SentenceTransformer), so checkpoints and ``--resume`` are the trainer's own (optimiser, scheduler
+and RNG state), made atomic: the trainer writes ``checkpoint-N`` into ``checkpoints/.partial/``,
+the marker ``checkpoint_complete.json`` (step, config, mining, data checksum) is written last, then
+the folder is renamed to ``output/checkpoints/checkpoint-N``. ``--resume`` continues from the newest
+marked checkpoint (a folder without the marker is a save that never finished: skipped) and refuses
+one whose config differs from the current run's in any field that changes the weights.
+The final model is written to a temp folder, then moved into ``output`` (``train_result.json``
+last), in its native format: ``SentenceTransformer(output)`` or ``pylate.models.ColBERT(output)``
+loads it, and ``evaluate.py --models output`` evaluates it.
 
 The steps live in their own modules: ``config`` (TrainConfig, loss choice), ``trainset``
 (examples, negatives, teacher scores), ``models`` (student, teacher), ``losses`` (loss,
@@ -18,16 +23,22 @@ optimiser), ``sampler`` (batch-size warmup), ``schedule`` (WSD learning rate), `
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
+import re
+import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from encoders.training.config import TrainConfig, resolve_device, resolve_loss
+from encoders.training.config import RESUME_FREE, TrainConfig, resolve_device, resolve_loss
 from encoders.training.losses import make_loss, make_optimizer
 from encoders.training.mining import MiningConfig
 from encoders.training.models import load_student, maybe_unpad
@@ -41,14 +52,149 @@ from retrieval.provenance import git_commit, library_versions, machine
 log = logging.getLogger(__name__)
 
 
+MARKER = "checkpoint_complete.json"  # written last into a checkpoint: the folder is complete
+STAGING = ".partial"  # under OUTPUT/checkpoints: where the trainer writes checkpoint-N before the rename
+CHECKPOINT = re.compile(PREFIX_CHECKPOINT_DIR + r"-(\d+)")
+
+
+# ---------------------------------------------------------------- atomic checkpoints
+
+
+class AtomicCheckpoints:
+    """Mixin for HF's ``Trainer``: ``checkpoint-N`` is written in ``STAGING``, marked complete, then renamed.
+
+    Under torchrun every rank writes its RNG state into the staging folder; rank 0 marks and renames
+    it after a barrier. ``checkpoint_identity`` (config, mining, data checksum) goes into the marker.
+    """
+
+    checkpoint_identity: dict | None = None
+    _staging = False
+
+    def _get_output_dir(self, trial):
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING) if self._staging else run_dir
+
+    def _save_checkpoint(self, model, trial):
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save:
+            shutil.rmtree(run_dir / STAGING, ignore_errors=True)  # what a killed save left
+        self.accelerator.wait_for_everyone()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()  # every rank has written its part
+        if self.args.should_save:
+            commit_checkpoint(run_dir / STAGING / name, run_dir / name, {"step": self.state.global_step, **(self.checkpoint_identity or {})})
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit, best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+
+def commit_checkpoint(staging: Path, final: Path, marker: dict) -> None:
+    """Flush ``staging``, write ``MARKER`` into it last, and rename it to ``final`` (replacing an unmarked leftover)."""
+    _fsync_tree(staging)
+    atomic_write_json(staging / MARKER, marker)
+    if final.exists():  # a partial checkpoint-N of a killed run, now superseded
+        old = staging.with_name(staging.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        shutil.rmtree(old)
+    os.replace(staging, final)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file under ``folder``: a marked checkpoint survives a power cut, not only a kill."""
+    for p in folder.rglob("*"):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def last_checkpoint(output: str) -> str | None:
+    """The newest complete ``OUTPUT/checkpoints/checkpoint-N`` (holding ``MARKER``), or None; partial ones are skipped with a warning."""
+    folder = Path(output) / "checkpoints"
+    if not folder.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := CHECKPOINT.fullmatch(p.name)))
+    for _, path in reversed(found):
+        if (path / MARKER).is_file():
+            return str(path)
+        log.warning("--resume: %s has no %s (its save never finished); skipped", path, MARKER)
+    return None
+
+
+def run_identity(cfg: TrainConfig, mining: MiningConfig, data_checksum: str | None = None) -> dict:
+    """What a checkpoint's marker records of its run, and what ``--resume`` compares."""
+    ident = {"config": asdict(cfg), "mining": asdict(mining)}
+    return ident if data_checksum is None else {**ident, "data_checksum": data_checksum}
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """``"field: saved -> current"`` for every weight-changing difference (``RESUME_FREE`` config fields may differ).
+
+    Sections ``config`` and ``mining`` (prefixed ``mining.``) field by field; other keys of ``current``
+    (``data_checksum``) as values. Sorted.
+
+    >>> config_differences({"config": {"lr": 1e-3, "output": "a"}, "mining": {"count": 1}}, {"config": {"lr": 2e-3, "output": "b"}, "mining": {"count": 1}})
+    ['lr: 0.001 -> 0.002']
+    """
+    diffs = []
+    for section, prefix in (("config", ""), ("mining", "mining.")):
+        old, new = saved.get(section, {}), current.get(section, {})
+        for k in sorted(set(old) | set(new)):
+            if (section != "config" or k not in RESUME_FREE) and old.get(k) != new.get(k):
+                diffs.append(f"{prefix}{k}: {old.get(k)!r} -> {new.get(k)!r}")
+    for k in sorted(set(current) - {"config", "mining"}):
+        if saved.get(k) != current[k]:
+            diffs.append(f"{k}: {saved.get(k)!r} -> {current[k]!r}")
+    return sorted(diffs)
+
+
+def check_resume(checkpoint: str, current: dict) -> None:
+    """Raise ValueError naming the fields where ``checkpoint``'s marker differs from the current run."""
+    saved = json.loads((Path(checkpoint) / MARKER).read_text())
+    diffs = config_differences(saved, current)
+    if diffs:
+        raise ValueError(f"--resume: {checkpoint} was written by a run with other settings ({'; '.join(diffs)}); "
+                         "resume with the same settings, or train into a fresh --output")
+
+
+def save_final(save: Callable[[str], None], output: Path) -> None:
+    """Write the final model through ``save(folder)`` into a temp folder inside ``output``, then move it in.
+
+    ``output`` also holds ``checkpoints/`` (and ``eval/``), so it cannot be swapped as one folder: the
+    old run's ``train_result.json`` (the completion record) is removed first, then each top-level
+    entry of the new model is renamed into place (one atomic rename each: the weights in one step);
+    :func:`train` writes the new ``train_result.json`` last. A failed ``save`` leaves ``output`` as it was.
+    """
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=output))
+    try:
+        save(str(tmp))
+        _fsync_tree(tmp)
+        (output / "train_result.json").unlink(missing_ok=True)
+        for entry in sorted(tmp.iterdir()):
+            target = output / entry.name
+            if target.exists() and (target.is_dir() or entry.is_dir()):  # os.replace cannot overwrite a folder
+                os.replace(target, tmp / f".old-{entry.name}")
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- trainer
 
 
-def make_trainer(model, loss_module, train_set, cfg: TrainConfig, *, collator=None):
-    """A SentenceTransformerTrainer with our optimiser, WSD schedule and batch sampler."""
+def make_trainer(model, loss_module, train_set, cfg: TrainConfig, *, collator=None, identity: dict | None = None):
+    """A SentenceTransformerTrainer with our optimiser, WSD schedule, batch sampler and atomic checkpoints marked with ``identity``."""
     from sentence_transformers import SentenceTransformerTrainer  # lazy: sentence-transformers is slow to import; only training needs it
 
-    class RetrievalTrainer(SentenceTransformerTrainer):
+    class RetrievalTrainer(AtomicCheckpoints, SentenceTransformerTrainer):
         def create_optimizer(self, model=None):
             if self.optimizer is None:
                 no_decay = set(self.get_decay_parameter_names(self.model))
@@ -69,7 +215,9 @@ def make_trainer(model, loss_module, train_set, cfg: TrainConfig, *, collator=No
             return super().get_batch_sampler(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
 
     args = _training_args(cfg, distillation="scores" in train_set.column_names)
-    return RetrievalTrainer(model=model, args=args, train_dataset=train_set, loss=loss_module, data_collator=collator)
+    trainer = RetrievalTrainer(model=model, args=args, train_dataset=train_set, loss=loss_module, data_collator=collator)
+    trainer.checkpoint_identity = identity
+    return trainer
 
 
 def _training_args(cfg: TrainConfig, *, distillation: bool):
@@ -99,12 +247,6 @@ def _training_args(cfg: TrainConfig, *, distillation: bool):
     )
 
 
-def last_checkpoint(output: str) -> str | None:
-    """The newest ``OUTPUT/checkpoints/checkpoint-N``, or None."""
-    folder = Path(output) / "checkpoints"
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
 # ---------------------------------------------------------------- the whole run
 
 
@@ -115,18 +257,21 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     """
     t0, c0 = time.time(), time.process_time()
     loss_name = resolve_loss(cfg)
+    resume_from = _resume_from(cfg, run_identity(cfg, mining))  # a changed config fails now, before mining
     # Under torchrun, join the process group before the loss is made (it gathers negatives only
     # when torch.distributed is up). Rank 0 mines first; the others then read its mining cache.
     d = distributed.init()
     train_set = _build_main_first(cfg, mining, loss_name, d)
     t_data = time.time() - t0
+    identity = run_identity(cfg, mining, train_set.stats.get("checksum"))
+    if resume_from:
+        check_resume(resume_from, identity)  # the same data, too
     set_seed(cfg.seed)  # the student's new layers (ColBERT projection) do not depend on how mining went
     model, src = load_student(cfg)
     backend = maybe_unpad(model, cfg)
     collator = _collator(model, cfg)
     loss_module = make_loss(model, loss_name, cfg)
-    trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator)
-    resume_from = _resume_from(cfg)
+    trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator, identity=identity)
     t1, c1 = time.time(), time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
     train_wall, train_cpu = time.time() - t1, time.process_time() - c1
@@ -137,7 +282,7 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
         return {"steps": trainer.state.global_step, "rank": d.rank, "time": {"train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1)}, "loss": loss_name}
     if cfg.encoder == "dpr" and cfg.save_max_length:
         model.max_seq_length = cfg.save_max_length
-    model.save(cfg.output)
+    save_final(model.save, Path(cfg.output))
     record = {
         "config": asdict(cfg),
         "mining": asdict(mining),
@@ -182,11 +327,13 @@ def _collator(model, cfg: TrainConfig):
     return utils.ColBERTCollator(model.tokenize)
 
 
-def _resume_from(cfg: TrainConfig) -> str | None:
-    """The checkpoint ``--resume`` continues from (None: fresh start, logged when --resume found nothing)."""
+def _resume_from(cfg: TrainConfig, identity: dict) -> str | None:
+    """The complete checkpoint ``--resume`` continues from, its config checked (None: fresh start, logged when --resume found nothing)."""
     resume_from = last_checkpoint(cfg.output) if cfg.resume else None
     if cfg.resume and resume_from is None:
-        log.info("--resume: no checkpoint in %s/checkpoints; starting fresh", cfg.output)
+        log.info("--resume: no complete checkpoint in %s/checkpoints; starting fresh", cfg.output)
+    if resume_from:
+        check_resume(resume_from, identity)
     return resume_from
 
 

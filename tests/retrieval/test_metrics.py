@@ -2,12 +2,16 @@
 
 import logging
 import math
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 import pytrec_eval
 
-from retrieval.metrics import MetricSpec, evaluate, per_query_metrics, top_k
+from retrieval.metrics import MetricSpec, evaluate, per_query_metrics, run_depth, short_queries, top_k
+from tests.conftest import ROOT
 
 
 def test_ndcg_recall_mrr_map_hand_computed():
@@ -72,9 +76,10 @@ def test_mrr_at_k_on_ties_equals_trec_eval_recip_rank_of_the_full_run():
 # ---- issue 17 #11: no metric deeper than the run ---------------------------------------------
 
 
-def test_run_depth():
-    assert run_depth({"q1": {"a": 1.0, "b": 0.5}, "q2": {"c": 1.0}, "q3": {}}) == 2
-    assert run_depth({}) == 0
+def test_run_depth_and_short_queries():
+    run = {"q1": {"a": 1.0, "b": 0.5}, "q2": {"c": 1.0}, "q3": {}}
+    assert run_depth(run) == 2 and run_depth({}) == 0
+    assert short_queries(run, 2) == ["q2", "q3"] and short_queries(run, 1) == ["q3"]
 
 
 def test_metrics_deeper_than_the_run_are_not_reported(caplog):
@@ -103,3 +108,19 @@ def test_default_metric_names():
     m = evaluate({"q": {"d": 1}}, {"q": {"d": 1.0}})
     assert set(m) == {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "ndcg@100", "recall@10", "recall@100", "recall@1000", "map@100", "mrr@10"}
     assert all(v == pytest.approx(1.0) for v in m.values())
+
+
+def test_queries_judged_only_below_minus_one_do_not_crash_trec_eval():
+    # trec_eval (form_res_rels.c) sizes an array by a query's max relevance + 1: a query whose
+    # judgments are all <= -2 makes it write out of bounds and abort the process. Run in a child.
+    code = (
+        "from retrieval.metrics import evaluate\n"
+        "qrels = {'q1': {'b': 1}, 'q2': {'a': -2}, 'q3': {'c': -3, 'a': -1}}\n"
+        "run = {q: {'a': 1.0, 'b': 0.5, 'c': 0.2} for q in qrels}\n"
+        "ref = evaluate({'q1': {'b': 1}, 'q2': {'a': -1}, 'q3': {'c': -1, 'a': -1}}, run)\n"
+        "m = evaluate(qrels, run)\n"
+        "assert m == ref, (m, ref)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]

@@ -79,7 +79,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 from retrieval.locks import LockTimeout, file_lock  # noqa: E402
-from retrieval.store import prepare_store  # noqa: E402
+from retrieval.store import prepare_store, remove_store  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 
@@ -161,3 +161,14 @@ def test_second_builder_fails_clearly_after_its_timeout(tmp_path):
         with pytest.raises(LockTimeout, match=r"\.s\.lock: still held by pid"):
             EmbeddingStore(folder, shard_size=4, lock_timeout=0.1).build(["a"], ["x"], fake_encoder([]))
     assert not (folder / "meta.json").exists()
+
+
+def test_remove_store_waits_for_the_writer(tmp_path):
+    folder = tmp_path / "s"
+    EmbeddingStore(folder, shard_size=4).build(["a"], ["x"], fake_encoder([]))
+    with file_lock(folder):
+        with pytest.raises(LockTimeout):
+            remove_store(folder, timeout=0.1)
+        assert (folder / "meta.json").is_file()  # a build in flight keeps its store
+    remove_store(folder, timeout=1)
+    assert not folder.exists()
