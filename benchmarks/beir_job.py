@@ -67,7 +67,7 @@ class BeirJob:
             run = drop_self_hits(run, k)
         timings["search_total_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        metrics = evaluate(ds.qrels, run)
+        metrics = evaluate(ds.qrels, run, depth=self.top_k)  # no metric deeper than the run
         timings["metrics_s"] = time.perf_counter() - t
         rule = self.self_hits
         prov = {"dataset_path": str(ds.path), "dataset_checksum": ds.checksum, "corpus_checksum": ds.corpus_checksum, "top_k": self.top_k,

@@ -10,7 +10,6 @@ applies to its kind; ``--no-cache`` empties that folder once per run.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +18,8 @@ from benchmarks.spec import RunSpec
 from encoders.retrievers.protocol import IndexContext, Retriever, Run
 from retrieval.distributed import Dist
 from retrieval.io import cache_key
+from retrieval.metrics import trec_order
+from retrieval.store import remove_store
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,20 @@ class Contexts:
         folder = self.root / "retrievers" / retriever.kind / f"{corpus_checksum[:16]}-{self.key(retriever, corpus_checksum)}"
         if self.spec.output.no_cache and folder not in self.wiped:
             if d.is_main and folder.exists():
-                shutil.rmtree(folder)
+                wipe(folder)
             self.wiped.add(folder)
         d.barrier()  # no rank writes into the folder before rank 0 has emptied it
         return IndexContext(cache=folder, corpus_checksum=corpus_checksum, dist=d, desc=desc)
+
+
+def wipe(folder: Path) -> None:
+    """``--no-cache``: empty a retriever's cache folder; each store in it is removed under its writer lock,
+    so a second run filling it is never cut off mid-write (it finishes first)."""
+    for child in folder.iterdir():
+        if child.is_dir():
+            remove_store(child)
+        elif not child.name.endswith(".lock"):  # lock files stay: a waiter may hold one open
+            child.unlink(missing_ok=True)
 
 
 def drop_self_hits(run: Run, k: int) -> Run:
@@ -74,8 +85,4 @@ def drop_self_hits(run: Run, k: int) -> Run:
     >>> drop_self_hits({"q1": {"q1": 3.0, "d1": 2.0, "d2": 1.0}}, 1)
     {'q1': {'d1': 2.0}}
     """
-    out: Run = {}
-    for qid, hits in run.items():
-        ranked = sorted(((d, s) for d, s in hits.items() if d != qid), key=lambda kv: -kv[1])
-        out[qid] = dict(ranked[:k])
-    return out
+    return {qid: dict(trec_order({d: s for d, s in hits.items() if d != qid})[:k]) for qid, hits in run.items()}

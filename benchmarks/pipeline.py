@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from benchmarks import models, mteb_bridge, tasks
@@ -23,6 +24,7 @@ from encoders.retrievers.protocol import Retriever
 from retrieval import distributed
 from retrieval.distributed import Dist
 from retrieval.io import cache_key
+from retrieval.locks import file_lock
 from retrieval.provenance import git_commit, library_versions, machine
 from retrieval.runfile import write_trec
 
@@ -79,11 +81,26 @@ def run_pair(job: Job, retriever: Retriever, spec: RunSpec, contexts: Contexts, 
     d, out_dir = contexts.dist, Path(spec.output.output)
     key = result_key(job, retriever, spec)
     path = out_dir / f"{result_stem(retriever.name, retriever.kind, job.dataset, job.split, key)}.json"
-    if path.is_file() and not spec.output.no_cache:
-        cached = load_result(path)
-        if cached.config_key == key:
+    # One writer per result: a second run on the same key waits here, then finds the first one's result.
+    with file_lock(path) if d.is_main else nullcontext():
+        cached = d.share(cached_result(path, key) if d.is_main and not spec.output.no_cache else None)  # every rank takes rank 0's decision
+        if cached is not None:
             summary(cached, "cached")
             return cached
+        return d.share(compute(job, retriever, spec, contexts, common, key))
+
+
+def cached_result(path: Path, key: str) -> Result | None:
+    if path.is_file():
+        cached = load_result(path)
+        if cached.config_key == key:
+            return cached
+    return None
+
+
+def compute(job: Job, retriever: Retriever, spec: RunSpec, contexts: Contexts, common: dict, key: str) -> Result | None:
+    """Evaluate one pair and save its result (rank 0; the other ranks take part in the job and get None)."""
+    d, out_dir = contexts.dist, Path(spec.output.output)
     t = time.perf_counter()
     scored = job.evaluate(retriever, contexts, d)
     result = None
@@ -96,4 +113,4 @@ def run_pair(job: Job, retriever: Retriever, spec: RunSpec, contexts: Contexts, 
             write_trec(scored.run, out_dir / "runs" / f"{result.stem}.trec", tag=result.stem)
         save_result(result, out_dir)
         summary(result, "computed")
-    return d.share(result)
+    return result

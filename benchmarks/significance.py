@@ -119,10 +119,11 @@ def wilcoxon(a, b) -> float:
 
     Zero differences are dropped before ranking (``zero_method="wilcox"``, Wilcoxon 1945, as R's
     ``wilcox.test`` does): a query both systems score the same says nothing about which is
-    better, and IR metrics have many (two zeros, two ones). Tied |d_i| get mid-ranks. With
-    W+ = sum of the ranks of |d_i| over d_i > 0, scipy's ``method="auto"`` takes the exact
-    distribution of W+ for up to 50 non-zero differences without ties, else the normal
-    approximation (with tie correction). All-zero differences give p = 1.0 (scipy: NaN).
+    better, and IR metrics have many (two zeros, two ones). Tied |d_i| get mid-ranks. The
+    statistic is W+ = sum of the ranks of |d_i| over d_i > 0; scipy's ``method="auto"`` takes
+    its exact distribution for Q <= 50 without ties or zeros, all 2^Q sign patterns for Q <= 13
+    with them, else the normal approximation (tie-corrected); all three are deterministic.
+    All-zero differences give p = 1.0 (scipy: NaN).
     Shapes: a, b (Q,). Smucker, Allan & Carterette, CIKM 2007.
 
     >>> wilcoxon([0.2, 0.4, 0.6, 0.9], [0.1, 0.3, 0.5, 0.5])  # all 4 d_i > 0: exact p = 2 / 2^4

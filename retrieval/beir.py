@@ -371,7 +371,7 @@ def doc_text(doc: dict[str, str], sep: str = " ") -> str:
     return (doc.get("title", "") + sep + doc["text"]).strip()
 
 
-def write_beir_folder(folder: Path, corpus: dict, queries: dict, qrels: dict, meta: dict) -> Path:
+def write_beir_folder(folder: Path, corpus: dict, queries: dict, qrels: dict, meta: dict, split: str = "test") -> Path:
     """Write a BEIR folder atomically (a temporary sibling renamed into place)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
@@ -383,7 +383,7 @@ def write_beir_folder(folder: Path, corpus: dict, queries: dict, qrels: dict, me
         with open(tmp / "queries.jsonl", "w", encoding="utf-8") as f:
             for qid, text in queries.items():
                 f.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
-        with open(tmp / "qrels" / "test.tsv", "w", encoding="utf-8") as f:
+        with open(tmp / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as f:  # the split the qrels were read for
             f.write("query-id\tcorpus-id\tscore\n")
             for qid, docs in qrels.items():
                 for did, s in docs.items():

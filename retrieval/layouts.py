@@ -107,7 +107,7 @@ def convert_hf(folder: Path, dst: Path, split: str = "test") -> Path:
     corpus = {d: {"title": r["title"], "text": r["text"]} for d, r in docs.items()}
     queries = {q: r["text"] for q, r in _records(query_files, ("_id", "id", "query-id", "query_id", "qid"), ("text", "query")).items()}
     qrels = _pair_qrels(qrels_files, ("query-id", "query_id", "qid"), ("corpus-id", "corpus_id", "doc_id", "docid"))
-    return write_beir_folder(dst, corpus, queries, qrels, {"converted_from": str(folder), "layout": "hf"})
+    return write_beir_folder(dst, corpus, queries, qrels, {"converted_from": str(folder), "layout": "hf", "split": split}, split)
 
 
 # ---- long-document sets in their published layouts -------------------------------------------
@@ -138,7 +138,7 @@ def convert_mldr(src: Path, dst: Path, split: str = "test") -> Path:
         queries[obj["query_id"]] = obj["query"]
         for did in _mldr_positives(qpath, n, obj):
             qrels.add(qpath, n, obj["query_id"], did, 1)
-    return write_beir_folder(dst, corpus, queries, qrels.qrels(), {"converted_from": str(src), "layout": "mldr"})
+    return write_beir_folder(dst, corpus, queries, qrels.qrels(), {"converted_from": str(src), "layout": "mldr", "split": split}, split)
 
 
 def convert_longembed(src: Path, dst: Path) -> Path:
@@ -160,14 +160,15 @@ def source_hash(folder: Path) -> str:
 
 
 def as_beir(folder: Path, cache_root: Path, split: str = "test") -> Path:
-    """``folder`` itself if it is BEIR, else its BEIR conversion in the cache (made once)."""
+    """``folder`` itself if it is BEIR, else its BEIR conversion in the cache (made once per split: ``qrels/<split>.tsv``)."""
     folder = Path(folder)
     layout = detect(folder, split)
     if layout == "beir":
         return folder
     if layout is None:
         raise FileNotFoundError(f"{folder}: not a BEIR, MLDR, LongEmbed or MTEB/HF retrieval folder")
-    dst = Path(cache_root) / "converted" / f"{folder.name}-{layout}-{source_hash(folder)}"
+    # LongEmbed folders hold one (test) split; MLDR and HF snapshots are converted per split, so the split is in the name
+    dst = Path(cache_root) / "converted" / f"{folder.name}-{layout}-{'test' if layout == 'longembed' else split}-{source_hash(folder)}"
     with file_lock(dst):  # a second run converting the same folder waits, then reuses the first one's conversion
         if (dst / "generator.json").is_file():
             return dst

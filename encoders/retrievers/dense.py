@@ -26,6 +26,7 @@ from retrieval import dense
 from retrieval.beir import LazyTexts
 from retrieval.io import cache_key
 from retrieval.maxp import chunk_text, max_over_chunks
+from retrieval.metrics import short_queries
 from retrieval.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -128,4 +129,7 @@ class DenseRetriever:
             D, I = max_over_chunks(*dense.search(self.faiss, q_emb, kc, desc=f"search {self.ctx.desc}"), self.chunk_doc, k)
         run = dense.to_run(D, I, qids, self.doc_ids, k=k)
         self.timings["search_s"] = time.perf_counter() - t
+        short = short_queries(run, k) if self.chunk_doc is not None else []
+        if short:  # the max over chunks merged more chunks per document than the chunk depth allowed for
+            log.warning("MaxP: %d of %d queries got fewer than %d documents (e.g. %r: %d); metrics past that depth undercount them", len(short), len(run), k, short[0], len(run[short[0]]))
         return run

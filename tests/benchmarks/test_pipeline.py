@@ -73,7 +73,7 @@ def toy(monkeypatch):
 def test_new_retriever_kind_through_evaluate(tmp_path, toy):
     data = make_beir(tmp_path / "data" / "fruit", CORPUS, QUERIES, QRELS)
     common = ["--datasets", str(data), "--models", "toy,bm25", "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "-q"]
-    args = [*common, "--top-k", "5"]
+    args = [*common, "--top-k", "10"]
 
     toy.fail_after = 2  # killed after two of three shards
     with pytest.raises(KeyboardInterrupt):
@@ -87,14 +87,14 @@ def test_new_retriever_kind_through_evaluate(tmp_path, toy):
     r = res["Toy BoW"]
     assert r.encoder == "toy" and r.num_queries == 3 and r.num_docs == 8
     assert r.metrics["ndcg@10"] == pytest.approx(res["BM25"].metrics["ndcg@10"], abs=0.2) and r.metrics["recall@10"] == 1.0
-    assert r.timings["toy_shards"] == 1 and r.provenance["settings"] == {"data.task": "beir", "data.split": "test", "data.ignore_identical_ids": "auto", "index.top_k": 5}
+    assert r.timings["toy_shards"] == 1 and r.provenance["settings"] == {"data.task": "beir", "data.split": "test", "data.ignore_identical_ids": "auto", "index.top_k": 10}
     path = tmp_path / "out" / f"{r.stem}.json"
     assert path.is_file() and r.config_key[:12] in path.name and json.loads(path.read_text())["config_key"] == r.config_key
     assert "| Toy BoW | toy |" in (tmp_path / "out" / "leaderboard.md").read_text()
 
     assert evaluate.main(args) == 0  # cached result: the retriever does not even index
     assert toy.encoded == [2]
-    assert evaluate.main([*common, "--top-k", "3"]) == 0  # a setting that applies to every kind: a new result, embeddings reused
+    assert evaluate.main([*common, "--top-k", "20"]) == 0  # a setting that applies to every kind: a new result, embeddings reused
     assert toy.encoded == [2, 0]
     assert len(list((tmp_path / "out").glob("Toy_BoW__toy__fruit__test__*.json"))) == 2
 

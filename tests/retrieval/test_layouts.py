@@ -24,6 +24,20 @@ def test_mldr_layout(tmp_path):
     assert ds.qrels == {"q-1": {"doc-1": 1}} and ds.corpus["doc-2"]["text"] == "cats"
 
 
+def test_split_is_part_of_the_converted_cache(tmp_path):
+    """Issue 17 #2: --split dev then --split test on one MLDR folder reads each split's own queries."""
+    src = tmp_path / "mldr"
+    jsonl(src / "corpus.jsonl", [{"docid": "d1", "text": "whales"}, {"docid": "d2", "text": "cats"}])
+    jsonl(src / "dev.jsonl", [{"query_id": "dev-q", "query": "cats?", "positive_passages": [{"docid": "d2"}]}])
+    jsonl(src / "test.jsonl", [{"query_id": "test-q", "query": "whales?", "positive_passages": [{"docid": "d1"}]}])
+    dev = load_beir(layouts.as_beir(src, tmp_path / "cache", "dev"), "dev")
+    test = load_beir(layouts.as_beir(src, tmp_path / "cache", "test"), "test")
+    assert dev.qrels == {"dev-q": {"d2": 1}} and test.qrels == {"test-q": {"d1": 1}}
+    assert dev.path != test.path
+    with pytest.raises(Exception, match="split 'test' not found"):
+        load_beir(dev.path, "test")  # the dev conversion holds dev qrels only
+
+
 def test_longembed_layout(tmp_path):
     src = tmp_path / "le"
     jsonl(src / "corpus.jsonl", [{"doc_id": "d1", "text": "needle"}, {"doc_id": "d2", "text": "hay"}])
