@@ -13,7 +13,7 @@ from benchmarks.quirks import SelfHits, data_quirks, decide_self_hits
 from encoders.retrievers.protocol import Retriever
 from retrieval.beir import BeirDataset, dataset_checksum, load_beir
 from retrieval.distributed import Dist
-from retrieval.metrics import MetricSpec, evaluate
+from retrieval.metrics import MetricSpec, compact, score
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,10 @@ class BeirJob:
             run = drop_self_hits(run, k)
         timings["search_total_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        metrics = evaluate(ds.qrels, run, depth=self.top_k)  # no metric deeper than the run
+        metrics, per_query = score(ds.qrels, run, depth=self.top_k)  # no metric deeper than the run
         timings["metrics_s"] = time.perf_counter() - t
         rule = self.self_hits
         prov = {"dataset_path": str(ds.path), "dataset_checksum": ds.checksum, "corpus_checksum": ds.corpus_checksum, "top_k": self.top_k,
                 "ignore_identical_ids": rule.drop, "self_hits": asdict(rule), **self.quirks}
-        return Scored(metrics, len(ds.qrels), len(ds.corpus), prov, timings, run)
+        return Scored(metrics, len(ds.qrels), len(ds.corpus), prov, timings, run, compact(per_query))
 

@@ -34,6 +34,7 @@ class Scored:
     provenance: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     run: Run | None = None  # the BEIR run, when the job produced one (for --save-run)
+    per_query: dict = field(default_factory=dict)  # {"qids": [...], metric: [values]}: significance tests without recomputing
 
 
 class Job(Protocol):

@@ -108,7 +108,8 @@ def compute(job: Job, retriever: Retriever, spec: RunSpec, contexts: Contexts, c
         prov = retriever.provenance()
         timings = {**prov.pop("timings", {}), **scored.timings, "total_s": time.perf_counter() - t}
         result = Result(model=retriever.name, encoder=retriever.kind, dataset=job.dataset, split=job.split, task=job.task, metrics=scored.metrics, num_queries=scored.num_queries,
-                        num_docs=scored.num_docs, config_key=key, provenance={**common, **prov, **scored.provenance, "settings": spec.settings(retriever.kind)}, timings=timings)
+                        num_docs=scored.num_docs, config_key=key, provenance={**common, **prov, **scored.provenance, "settings": spec.settings(retriever.kind)}, timings=timings,
+                        per_query=scored.per_query)
         if spec.output.save_run and scored.run is not None:
             write_trec(scored.run, out_dir / "runs" / f"{result.stem}.trec", tag=result.stem)
         save_result(result, out_dir)

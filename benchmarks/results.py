@@ -35,6 +35,7 @@ class Result:
     config_key: str  # hash of everything that determines the scores; a cached result is reused only if it matches
     provenance: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    per_query: dict = field(default_factory=dict)  # {"qids": [...], metric: [value per qid]} (compact); {} in older files
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     schema_version: int = SCHEMA_VERSION
 

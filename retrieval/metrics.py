@@ -119,8 +119,23 @@ def evaluate(qrels: Qrels, run: Run, spec: MetricSpec = MetricSpec(), *, depth: 
     >>> round(evaluate(qrels, run)["mrr@10"], 4)
     0.75
     """
+    return score(qrels, run, spec, depth=depth)[0]
+
+
+def score(qrels: Qrels, run: Run, spec: MetricSpec = MetricSpec(), *, depth: int | None = None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """``(means, per_query)``: :func:`evaluate`'s means and the :func:`per_query_metrics` they average."""
     dropped = [m for m in spec.names() if m not in spec.within(depth).names()]
     if dropped:
         log.warning("not reporting %s: deeper than the run's depth %d (hits per query)", ", ".join(dropped), depth)
     per_q = per_query_metrics(qrels, run, spec, depth=depth)
-    return {name: (sum(v.values()) / len(v) if v else 0.0) for name, v in per_q.items()}
+    return {name: (sum(v.values()) / len(v) if v else 0.0) for name, v in per_q.items()}, per_q
+
+
+def compact(per_query: dict[str, dict[str, float]]) -> dict[str, list]:
+    """``{metric: {qid: value}}`` -> ``{"qids": [...], metric: [values in qids order]}`` (qids written once).
+
+    >>> compact({"ndcg@10": {"q1": 1.0, "q2": 0.5}, "mrr@10": {"q1": 1.0, "q2": 0.0}})
+    {'qids': ['q1', 'q2'], 'ndcg@10': [1.0, 0.5], 'mrr@10': [1.0, 0.0]}
+    """
+    qids = list(next(iter(per_query.values()), {}))
+    return {"qids": qids, **{m: [v[q] for q in qids] for m, v in per_query.items()}}

@@ -264,3 +264,28 @@ def test_two_checkpoints_with_one_folder_name_write_two_results(tmp_path, scifac
     assert len(results) == 4 and len({r.stem for r in results}) == 4 and len(list(out.glob("final*__dpr__*.json"))) == 4
     table = (out / "leaderboard.md").read_text()
     assert sum(1 for line in table.splitlines() if line.startswith("| final [")) >= 4  # one row per setting, labelled by key
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_one_killed_then_a_third(tmp_path, small_slice):
+    """Issue 17 #8: two runs share one cache and one output folder; one is SIGKILLed mid-encoding; a third run
+    then gives the scores of a clean run, and nothing half-written is left anywhere."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cmd = [sys.executable, str(ROOT / "evaluate.py"), "--datasets", str(small_slice), "--models", "bm25,minilm", "--shard-size", "16", "--batch-size", "8",
+           "--output", str(out), "--cache-dir", str(cache), "-q"]
+    a = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    b = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(cache.glob("retrievers/dpr/*/corpus/shard-*.npy"))) < 1:
+        time.sleep(0.05)
+    os.kill(a.pid, signal.SIGKILL)
+    a.wait()
+    assert b.wait(timeout=600) == 0, b.stderr.read()[-2000:]
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
+    results = {(r.model, r.dataset): r for r in load_results(out)}
+    assert len(results) == 2 and len(list(out.glob("*.json"))) == 2
+    assert not list(cache.rglob("*.tmp")) and not list(out.rglob("*.tmp"))
+    clean = tmp_path / "clean"
+    assert evaluate.main(["--datasets", str(small_slice), "--models", "bm25,minilm", "--output", str(clean), "--cache-dir", str(tmp_path / "cache2"), "-q"]) == 0
+    for r in load_results(clean):
+        assert results[(r.model, r.dataset)].metrics == pytest.approx(r.metrics, abs=1e-6), r.model

@@ -108,3 +108,16 @@ def test_every_rank_gets_the_same_type(tmp_path, toy):
     data = make_beir(tmp_path / "data" / "fruit", CORPUS, QUERIES, QRELS)
     out = run(make_spec(datasets=(str(data),), models=("toy",), output=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache")))
     assert [type(r) for r in out] == [Result]
+
+
+def test_results_carry_per_query_metrics(tmp_path, toy):
+    """The compact per-query scores average to the reported means, so a saved result can be compared later."""
+    from benchmarks.pipeline import run
+    from benchmarks.spec import make_spec
+
+    data = make_beir(tmp_path / "data" / "fruit", CORPUS, QUERIES, QRELS)
+    (r,) = run(make_spec(datasets=(str(data),), models=("toy",), output=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"), top_k=10))
+    assert r.per_query["qids"] == ["q1", "q2", "q3"]
+    for metric, mean in r.metrics.items():
+        assert sum(r.per_query[metric]) / 3 == pytest.approx(mean, abs=1e-12)
+    assert load_results(tmp_path / "out")[0].per_query == r.per_query
