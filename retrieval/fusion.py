@@ -28,8 +28,8 @@ Only wsum takes weights; ranx has no weighted RRF, CombSUM or CombMNZ, so weight
 are an error rather than silently dropped.
 
 Ties. ``rank_r(d)`` counts from 1 in trec_eval's order: score descending, then doc id descending
-(``"d9"`` before ``"d10"`` before ``"d1"``), the order ``retrieval.metrics`` scores runs in, so a
-component's ranks here are the ranks its own nDCG was computed from. ranx instead ranks equal
+(``"d9"`` before ``"d10"`` before ``"d1"``), i.e. :func:`retrieval.metrics.trec_order`, the order
+runs are scored in, so a component's ranks here are the ranks its own nDCG was computed from. ranx instead ranks equal
 scores in whatever order numba's (unstable) quicksort leaves them: dict insertion order for short
 lists, unspecified for longer ones; it agrees with us wherever a run has no ties. A fused run is
 returned in the same order, and ``depth`` keeps each query's first ``depth`` documents of it.
@@ -50,6 +50,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from retrieval.metrics import trec_order
+
 Run = dict[str, dict[str, float]]
 Docs = dict[str, float]  # one query's {doc_id: score}
 
@@ -62,15 +64,6 @@ def _lookup(registry: dict, name: str, what: str):
         return registry[name]
     hint = difflib.get_close_matches(str(name), list(registry), n=1)
     raise ValueError(f"unknown {what} {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f" (valid: {', '.join(registry)})")
-
-
-def ranked(docs: Docs) -> list[tuple[str, float]]:
-    """One query's ``(doc_id, score)`` pairs in trec_eval's order: score descending, then doc id descending.
-
-    >>> [d for d, _ in ranked({"a": 1.0, "c": 2.0, "b": 1.0, "d10": 0.0, "d9": 0.0})]
-    ['c', 'b', 'a', 'd9', 'd10']
-    """
-    return sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
 
 
 # ---------------------------------------------------------------- normalisation (one query)
@@ -123,8 +116,8 @@ def normalize(run: Run, method: str) -> Run:
 
 
 def _reciprocal_ranks(docs: Docs, k: float) -> Docs:
-    """``{doc: 1 / (k + rank)}``, ranks from 1 in :func:`ranked` order."""
-    return {d: 1.0 / (k + rank) for rank, (d, _) in enumerate(ranked(docs), start=1)}
+    """``{doc: 1 / (k + rank)}``, ranks from 1 in :func:`~retrieval.metrics.trec_order`."""
+    return {d: 1.0 / (k + rank) for rank, (d, _) in enumerate(trec_order(docs), start=1)}
 
 
 def _sum(parts: list[tuple[float, Docs]]) -> Docs:
@@ -174,7 +167,7 @@ def fuse(
     ("none" for rrf, "minmax" for the others, as ranx's "min-max"). ``weights``: one per run, for
     wsum only. ``k``: RRF's rank offset (Cormack et al.'s 60), used by rrf only. ``depth``: keep
     each query's ``depth`` best fused documents (None: all). Returns each query's documents in
-    :func:`ranked` order.
+    :func:`~retrieval.metrics.trec_order`.
 
     >>> a = {"q": {"d1": 3.0, "d2": 2.0, "d3": 1.0}}
     >>> b = {"q": {"d2": 4.0, "d4": 0.0}}
@@ -217,7 +210,7 @@ def fuse(
     fused: Run = {}
     for qid in dict.fromkeys(q for run in runs for q in run):  # union, in first-seen order
         docs = spec.combine([(w[i], part[qid]) for i, part in enumerate(parts) if qid in part])
-        fused[qid] = dict(ranked(docs)[:depth])
+        fused[qid] = dict(trec_order(docs)[:depth])
     return fused
 
 

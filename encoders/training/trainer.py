@@ -101,6 +101,7 @@ def commit_checkpoint(staging: Path, final: Path, marker: dict) -> None:
         os.replace(final, old)
         shutil.rmtree(old)
     os.replace(staging, final)
+    staging.parent.rmdir()  # STAGING held only this checkpoint
 
 
 def _fsync_tree(folder: Path) -> None:

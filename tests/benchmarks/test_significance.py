@@ -2,7 +2,8 @@
 
 References: scipy (t-test, Wilcoxon) to 1e-12; the randomization test against its exact p-value,
 enumerated over all 2^8 sign patterns; ranx's Fisher test within Monte Carlo error (slow: ranx's
-import and numba compile take ~8 s on a loaded 2-core box); Holm and Bonferroni by hand.
+import and numba compiles take 15 s to 2 min on a loaded 2-core box; ranx's p is not reproducible
+run to run, its numba threads share the seed); Holm and Bonferroni by hand.
 """
 
 from __future__ import annotations
@@ -326,7 +327,7 @@ def ranx_tolerance(p: float, n: int = N) -> float:
     return 4 * math.sqrt(2 * p * (1 - p) / n) + 1 / n
 
 
-@pytest.mark.slow  # importing ranx takes ~5 s and its numba test ~1 s a call on a loaded 2-core box (26 s uncached)
+@pytest.mark.slow  # ranx: ~5 s import, numba compiles (~2 min uncached, ~15 s for the 5 tests cached) on a loaded 2-core box
 @pytest.mark.parametrize("name", sorted(RANX_CASES))
 def test_randomization_agrees_with_ranx_fisher(name):
     fisher = pytest.importorskip("ranx.statistical_tests").fisher_randomization_test
