@@ -45,6 +45,18 @@ class Harmless(logging.Filter):
         return False
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (a redirect or a test's capture made after setup included)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 _handler: logging.Handler | None = None
 
 
@@ -52,22 +64,24 @@ def setup(verbosity: int = 0) -> None:
     """Configure the console once per process (calling again changes the levels)."""
     global _handler
     if _handler is None:
-        _handler = logging.StreamHandler(sys.stderr)
+        _handler = _Stderr()
         _handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
         for name, pattern in HARMLESS:
             logging.getLogger(name).addFilter(Harmless(pattern))
     ours = logging.INFO if verbosity >= 0 else logging.WARNING
+    root = logging.getLogger()
     for name in OURS:
         logger = logging.getLogger(name)
         logger.setLevel(ours)
-        if _handler not in logger.handlers:
+        if verbosity > 0:  # -v: the one handler sits on the root logger, where everybody's records arrive
+            logger.removeHandler(_handler)
+        elif _handler not in logger.handlers:
             logger.addHandler(_handler)
-        logger.propagate = False
+        # records still propagate: a handler the embedding program (or pytest) put on the root logger sees them too
     theirs = logging.INFO if verbosity > 0 else logging.WARNING
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(theirs)
     if verbosity > 0:
-        root = logging.getLogger()
         root.setLevel(logging.INFO)
         if _handler not in root.handlers:
             root.addHandler(_handler)

@@ -130,7 +130,7 @@ def flat(rows: list) -> list[dict]:
 def report(title: str, rows: list[dict]) -> None:
     ref = rows[0]
     print(f"\n## {title}")
-    print(f"| backend | nDCG@10 | ratio to exact | top-10 overlap | build (s) | index size (MiB) | median query (ms) | all queries (s) |")
+    print("| backend | nDCG@10 | ratio to exact | top-10 overlap | build (s) | index size (MiB) | median query (ms) | all queries (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['backend']} | {r['ndcg10']:.4f} | {r['ndcg10'] / ref['ndcg10']:.4f} | {overlap_at(r['I'], ref['I']):.4f} | {r['build_s']:.1f} | {r['index_bytes'] / 2**20:.1f} | {1000 * r['median_query_s']:.1f} | {r['search_s']:.1f} |")

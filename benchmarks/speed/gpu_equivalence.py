@@ -21,7 +21,6 @@ check the script itself.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from importlib.metadata import version
 
-from encoders.colbert import PROJECTION_SEED, ColbertConfig, ColbertEncoder, is_pylate_folder, load_colbert
-from encoders.loading import resolve_model
+from encoders.colbert import ColbertConfig, ColbertEncoder, is_pylate_folder, load_colbert
+from encoders.loading import maths_versions, resolve_model
 from encoders.retrievers.backbone import default_device, swap_backbone, variant_suffix
 from encoders.retrievers.config import EncodingConfig, IndexConfig, ModelConfig
 from encoders.retrievers.dense import texts_key
@@ -61,14 +61,15 @@ class ColbertRetriever:
         extra = [f"q{enc.query_length}", f"d{enc.doc_length}"] if (enc.query_length, enc.doc_length) != DEFAULT_LENGTHS else []
         self.name = self.src.name + variant_suffix(model, encoding, index) + (f" [{', '.join(extra)}]" if extra else "")
         self.spec, self.device, self.encoding, self.index_spec = spec, ccfg.device, encoding, index.index
+        self.projection_seed = ccfg.projection_seed
         self.info: dict = {}
         self.timings: dict = {}
 
     def identity(self) -> dict:
         enc = self.encoder
-        return dict(path=str(self.src.path), revision=self.src.revision, pylate_folder=self.pylate_folder, projection_seed=None if self.pylate_folder else PROJECTION_SEED,
+        return dict(path=str(self.src.path), revision=self.src.revision, pylate_folder=self.pylate_folder, projection_seed=None if self.pylate_folder else self.projection_seed,
                     dim=enc.dim, query_length=enc.query_length, doc_length=enc.doc_length, query_prefix=enc.query_prefix, doc_prefix=enc.doc_prefix,
-                    query_expansion=self.expansion[0], attend_to_expansion_tokens=self.expansion[1], skiplist=self.skiplist, pylate=version("pylate"),
+                    query_expansion=self.expansion[0], attend_to_expansion_tokens=self.expansion[1], skiplist=self.skiplist, versions=maths_versions(),
                     search=search_settings(self.backend))  # the backend's result-changing defaults: a new default is a new result
 
     def provenance(self) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders.dpr import DenseEncoder, DenseEncoderConfig
-from encoders.loading import load_sentence_transformer, resolve_model
+from encoders.loading import load_sentence_transformer, maths_versions, resolve_model
 from encoders.retrievers.backbone import default_device, swap_backbone, variant_suffix
 from encoders.retrievers.config import EncodingConfig, IndexConfig, ModelConfig
 from encoders.retrievers.protocol import Corpus, IndexContext, Queries, Run
@@ -57,18 +57,19 @@ class DenseRetriever:
         self.timings: dict = {}
 
     def identity(self) -> dict:
-        return dict(path=str(self.src.path), revision=self.src.revision, max_length=self.encoder.max_length)
+        enc = self.encoder
+        return dict(path=str(self.src.path), revision=self.src.revision, max_length=enc.max_length, query_prompt=enc.query_prompt, doc_prompt=enc.doc_prompt, versions=maths_versions())
 
     def provenance(self) -> dict:
         m, e = self.model_cfg, self.encoding
         return dict(model_spec=self.spec, model_path=str(self.src.path), model_revision=self.src.revision, max_length=self.encoder.max_length, pooling=m.pooling or "model default",
-                    similarity=m.similarity, dtype=e.dtype, query_prefix=m.query_prefix, doc_prefix=m.doc_prefix, device=str(self.encoder.model.device), backbone=self.backbone, timings=self.timings, **self.index_info)
+                    similarity=m.similarity, dtype=e.dtype, query_prefix=self.encoder.query_prompt, doc_prefix=self.encoder.doc_prompt, device=str(self.encoder.model.device), backbone=self.backbone, timings=self.timings, **self.index_info)
 
     # --- index ---------------------------------------------------------------------------
     def _chunks(self, doc_ids: list[str], texts) -> tuple[list[str], list[str], np.ndarray]:
         """MaxP: every document's max-length windows -> (chunk ids, chunk texts, (n_chunks,) document index)."""
         tok = self.encoder.model.tokenizer
-        window = self.encoder.max_length - tok.num_special_tokens_to_add() - len(tok(self.model_cfg.doc_prefix, add_special_tokens=False)["input_ids"])
+        window = self.encoder.max_length - tok.num_special_tokens_to_add() - len(tok(self.encoder.doc_prompt, add_special_tokens=False)["input_ids"])
         chunks = [chunk_text(t, tok, window, self.encoding.chunk_stride) for t in texts[:]]
         chunk_doc = np.repeat(np.arange(len(doc_ids)), [len(c) for c in chunks])
         ids = [f"{doc_ids[d]}#{j}" for d, c in enumerate(chunks) for j in range(len(c))]

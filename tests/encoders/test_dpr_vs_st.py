@@ -24,8 +24,8 @@ TEXTS = [
     "What is a Cell?",
     "  Leading and trailing spaces  ",
     "PROTEIN folding in Escherichia coli under HEAT shock",
-    "Vitamin D supplementation and BONE mineral density in post-menopausal women: a randomised controlled trial "
-    "of 2,000 participants followed for five years, with fracture incidence as the secondary outcome.",
+    ("Vitamin D supplementation and BONE mineral density in post-menopausal women: a randomised controlled trial "
+     "of 2,000 participants followed for five years, with fracture incidence as the secondary outcome."),
     "x",
     "The Effect of Aspirin on heart disease",
 ]

@@ -31,7 +31,7 @@ def run(train_slice, tiny_bert, tmp_path_factory):
 
 
 def test_a_run_leaves_only_complete_checkpoints_and_the_final_model(run):
-    cfg, record = run
+    cfg, _ = run
     out = Path(cfg.output)
     ckpts = out / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-2", "checkpoint-4"]  # no staging folder left behind
@@ -44,7 +44,7 @@ def test_a_run_leaves_only_complete_checkpoints_and_the_final_model(run):
 
 
 def test_resume_skips_a_partial_checkpoint_and_continues_from_the_last_complete_one(run, tmp_path):
-    cfg, full = run
+    cfg, _ = run
     out = tmp_path / "killed"
     src = Path(cfg.output) / "checkpoints"
     shutil.copytree(src / "checkpoint-2", out / "checkpoints" / "checkpoint-2")
