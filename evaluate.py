@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from huggingface_hub import utils as hf_hub_utils
+from transformers.utils import logging as hf_logging
+
 from benchmarks.catalog import WHAT, listing
 from benchmarks.leaderboard import paper_markdown, to_markdown, write_leaderboard, write_paper_leaderboard
 from benchmarks.pipeline import run
@@ -44,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logs.setup(-1 if args.quiet else 1 if args.verbose else 0)
     progress.set_enabled(not args.quiet)
+    if args.quiet:  # the libraries' own bars (loading weights, hub downloads)
+        hf_logging.disable_progress_bar()
+        hf_hub_utils.disable_progress_bars()
     try:
         spec = spec_from_args(args)  # the one validation of every setting
     except ValueError as e:

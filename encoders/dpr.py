@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from encoders.loading import effective_max_length
 from encoders.modernbert import CPU_CHUNK_BYTES
+from retrieval import progress
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +107,17 @@ class DenseEncoder:
         order = np.argsort([-n for n in lengths], kind="stable")  # longest first: padding only within similar lengths
         out: np.ndarray | None = None
         budget = cpu_token_budget(self.model) if self.model.device.type == "cpu" else None
-        bar = tqdm(total=len(order), desc={"query": "queries"}.get(task, task + "s"), unit="text", leave=False, disable=len(order) <= self.cfg.batch_size)
-        for idx in batches_by_tokens(order, lengths, self.cfg.batch_size, budget):
-            # ST's own forward: prompt (and its length, for include_prompt=False pooling), lower-casing, all modules.
-            emb = self.model.encode([texts[i] for i in idx], prompt=prompt, task=task, batch_size=len(idx), convert_to_tensor=True, show_progress_bar=False)
-            emb = emb.float()  # (b, dim)
-            if self.cfg.similarity == "cos":
-                emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
-            if out is None:
-                out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-            out[idx] = emb.cpu().numpy()
-            bar.update(len(idx))  # after the batch: the bar counts texts encoded, not texts started
-        bar.close()
+        with progress.bar(total=len(order), desc={"query": "queries"}.get(task, task + "s"), unit="text", leave=False, disable=len(order) <= self.cfg.batch_size) as bar:
+            for idx in batches_by_tokens(order, lengths, self.cfg.batch_size, budget):
+                # ST's own forward: prompt (and its length, for include_prompt=False pooling), lower-casing, all modules.
+                emb = self.model.encode([texts[i] for i in idx], prompt=prompt, task=task, batch_size=len(idx), convert_to_tensor=True, show_progress_bar=False)
+                emb = emb.float()  # (b, dim)
+                if self.cfg.similarity == "cos":
+                    emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
+                if out is None:
+                    out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+                out[idx] = emb.cpu().numpy()
+                bar.update(len(idx))  # after the batch: the bar counts texts encoded, not texts started
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from tqdm.auto import tqdm
 
+from retrieval import progress
 from retrieval.io import atomic_write
 
 ALIASES = ("flat", "hnsw", "ivfpq")
@@ -109,7 +109,7 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, *, batch_size: int =
     k = min(k, index.ntotal)
     D = np.empty((len(queries), k), dtype=np.float32)
     I = np.empty((len(queries), k), dtype=np.int64)
-    for lo in tqdm(range(0, len(queries), batch_size), desc=desc, unit="batch"):
+    for lo in progress.bar(range(0, len(queries), batch_size), desc=desc, unit="batch"):
         D[lo : lo + batch_size], I[lo : lo + batch_size] = index.search(queries[lo : lo + batch_size], k)
     return D, I
 

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from retrieval import progress
 from retrieval.io import atomic_save_npy, atomic_write_json, temp_writer_pid
 from retrieval.locks import file_lock
 
@@ -107,15 +107,16 @@ def encode_missing(folder: Path, ids: Sequence[str], texts: Sequence[str], shard
     if len(ids) != len(texts):
         raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
     todo = [i for i in missing if i % world == rank]
-    bar = tqdm(total=sum(min(shard_size, len(ids) - i * shard_size) for i in todo), desc=desc, unit=unit, disable=not todo)
-    for i in todo:
-        lo, hi = i * shard_size, min((i + 1) * shard_size, len(ids))
-        rows = encode(list(texts[lo:hi]))
-        if len(rows) != hi - lo:
-            raise RuntimeError(f"encoder returned {len(rows)} rows for {hi - lo} texts")
-        write(i, rows)
-        bar.update(hi - lo)
-    bar.close()
+    done = 0
+    with progress.bar(total=sum(min(shard_size, len(ids) - i * shard_size) for i in todo), desc=desc, unit=unit, disable=not todo, step=True) as bar:
+        for i in todo:
+            lo, hi = i * shard_size, min((i + 1) * shard_size, len(ids))
+            rows = encode(list(texts[lo:hi]))
+            if len(rows) != hi - lo:
+                raise RuntimeError(f"encoder returned {len(rows)} rows for {hi - lo} texts")
+            write(i, rows)
+            done += hi - lo
+            progress.catch_up(bar, done)  # the encoder's batches may have moved it already
     if world > 1:
         barrier()
     return rank == 0
