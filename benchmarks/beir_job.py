@@ -11,7 +11,7 @@ from pathlib import Path
 from benchmarks.job import Contexts, Scored, drop_self_hits
 from benchmarks.quirks import SelfHits, data_quirks, decide_self_hits
 from encoders.retrievers.protocol import Retriever
-from retrieval.beir import BeirDataset, dataset_checksum, load_beir
+from retrieval.beir import BeirDataset, load_beir
 from retrieval.distributed import Dist
 from retrieval.metrics import MetricSpec, compact, score
 
@@ -25,10 +25,10 @@ class BeirJob:
         self.folder, self.split, self.task, self.top_k, self.stream = Path(folder), split, task, top_k, stream
         self.dataset = name if "/" not in name else self.folder.name
         self.force_self_hits = ignore_identical_ids
-        self.checksum = dataset_checksum(self.folder, split)
 
     def identity(self) -> dict:
-        return {"dataset": self.checksum, "split": self.split, "ignore_identical_ids": self.self_hits.drop, "metrics": asdict(MetricSpec())}
+        # the self-hit decision needs the loaded data anyway, so the key takes the checksum load_beir computed (hashed once)
+        return {"dataset": self.ds.checksum, "split": self.split, "ignore_identical_ids": self.self_hits.drop, "metrics": asdict(MetricSpec())}
 
     @cached_property
     def self_hits(self) -> SelfHits:
