@@ -11,7 +11,7 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: eval test test-slow test-all install clean
+.PHONY: eval test test-slow test-all install clean reproduce
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The reproduction matrix (configs/reproductions/): MAX_COST=cheap (BM25 rows, seconds), moderate or expensive.
+# test-slow already checks the cheap rows (tests/benchmarks/test_reproduce.py).
+MAX_COST ?= cheap
+reproduce: $(STAMP)
+	$(PY) evaluate.py --reproduce --max-cost $(MAX_COST)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

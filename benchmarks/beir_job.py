@@ -56,7 +56,7 @@ class BeirJob:
         timings: dict[str, float] = {"load_data_s": self.load_s}
         t = time.perf_counter()
         if retriever.distributed or dist.is_main:
-            retriever.index(ds.corpus, contexts(retriever, ds.corpus_checksum, ds.name))
+            retriever.index(ds.corpus, contexts(retriever, ds.corpus_checksum, ds.name, drop_self_hits if self.self_hits.drop else None))  # a fusion drops them per component
         if not dist.is_main:
             return None  # this rank's share of the work is on disk; rank 0 searches
         timings["index_total_s"] = time.perf_counter() - t

@@ -10,6 +10,7 @@ from benchmarks import longdoc, models, registry, tasks
 from benchmarks.spec import Layout, RunSpec
 from encoders.loading import ALIASES
 from retrieval import dense, sources
+from retrieval.fusion import METHODS, NORMS
 from retrieval.multivector import BACKENDS
 
 WHAT = ("datasets", "tasks", "models", "indexes", "layouts")
@@ -46,6 +47,8 @@ def model_list(spec: RunSpec) -> list[str]:
     rows = [f"  {name:<10} named retriever" for name in models.NAMED]
     rows += [f"  {alias:<10} alias of {display} (offline)" for alias, (_, display) in ALIASES.items()]
     rows.append(f"  any sentence-transformers / Hugging Face folder or hub id, run as --encoder {' or '.join(models.KINDS)}")
+    rows.append("  a+b        fusion of any entries above: bm25+minilm (--fusion rrf, --rrf-k 60), weighted bm25*0.3+minilm*0.7 (wsum);")
+    rows.append(f"             --fusion {'|'.join(METHODS)}, --norm {'|'.join(NORMS)}; components reuse their own cached embeddings and runs")
     return ["models:"] + rows
 
 

@@ -10,6 +10,7 @@ applies to its kind; ``--no-cache`` empties that folder once per run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -58,8 +59,12 @@ class Contexts:
         settings = self.spec.settings(retriever.kind, ("model", "encoding"))
         return cache_key(kind=retriever.kind, corpus=corpus_checksum, identity=retriever.identity(), settings=settings)
 
-    def __call__(self, retriever: Retriever, corpus_checksum: str, desc: str = "") -> IndexContext:
-        """The context of ``retriever`` on a corpus: call it on every rank for a distributed retriever, on rank 0 for others."""
+    def __call__(self, retriever: Retriever, corpus_checksum: str, desc: str = "", drop_self_hits: Callable[[Run, int], Run] | None = None) -> IndexContext:
+        """The context of ``retriever`` on a corpus: call it on every rank for a distributed retriever, on rank 0 for others.
+
+        Its ``context_for(other)`` is this call for ``other`` on the same corpus (a fusion's components
+        get the folders they have alone); ``drop_self_hits`` is set by a job that drops self-hits.
+        """
         d = self.dist if retriever.distributed else Dist()
         folder = self.root / "retrievers" / retriever.kind / f"{corpus_checksum[:16]}-{self.key(retriever, corpus_checksum)}"
         if self.spec.output.no_cache and folder not in self.wiped:
@@ -67,7 +72,8 @@ class Contexts:
                 wipe(folder)
             self.wiped.add(folder)
         d.barrier()  # no rank writes into the folder before rank 0 has emptied it
-        return IndexContext(cache=folder, corpus_checksum=corpus_checksum, dist=d, desc=desc)
+        return IndexContext(cache=folder, corpus_checksum=corpus_checksum, dist=d, desc=desc, drop_self_hits=drop_self_hits,
+                            context_for=lambda other: self(other, corpus_checksum, desc, drop_self_hits))
 
 
 def wipe(folder: Path) -> None:

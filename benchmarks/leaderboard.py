@@ -1,37 +1,49 @@
-"""Render saved results as leaderboard tables (Markdown and CSV). Never computes a score.
+"""Render saved results as leaderboard tables (Markdown, CSV, HTML) and figures. Never computes a score.
 
 ``leaderboard.csv``: one row per result, columns ``model,encoder,dataset,split,`` then every metric.
 ``leaderboard.md``: nDCG@10 pivot (rows = model/encoder, columns = datasets, plus the mean over
 the datasets a row has all of), then the full per-result table.
+``paper.{md,csv,html,png}``: the ModernBERT paper's Table 1 columns, then one table per task.
+
+With a baseline (``CompareConfig.baseline``, ``--baseline BM25``) every table also shows, from the
+per-query scores saved in each result (:mod:`benchmarks.significance`): a marker (▲ / ▼) on each
+score that differs significantly from the baseline's on the same queries after the correction
+over the comparisons of that table (the family), the 95% bootstrap CI of each mean (± in
+Markdown and HTML, both bounds in CSV), a legend (test, correction, alpha, queries, resamples,
+seed) and a table of the differences; :func:`write_per_query_plots` draws each pair's sorted
+per-query differences. Without a baseline every table is byte for byte what it was before.
+Results written before per-query scores were recorded get no CI or marker, and a note says so.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
+import html
 import io
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.longdoc import parse_name
+from benchmarks.plots import BarPanel, Differences, LengthPanel, draw_differences, draw_paper, length_curves, sorted_differences
 from benchmarks.results import Result, load_results
-from retrieval.io import atomic_write, atomic_write_text
+from benchmarks.significance import Comparison, adjust, bootstrap_ci, compare
+from benchmarks.spec import CompareConfig
+from retrieval.io import atomic_write_text
 
 KEY_COLUMNS = ["model", "encoder", "dataset", "split"]
 HEADLINE_METRICS = ["ndcg@10", "recall@100", "mrr@10", "map@100"]
+
+Cell = tuple[str, str, str]  # (row label, encoder, column): one score of a pivot table
 
 
 def metric_columns(results: list[Result]) -> list[str]:
     seen = {m for r in results for m in r.metrics}
     rest = sorted(seen - set(HEADLINE_METRICS), key=lambda m: (m.split("@")[0], int(m.split("@")[1]) if "@" in m and m.split("@")[1].isdigit() else 0))
     return [m for m in HEADLINE_METRICS if m in seen] + rest
-
-
-def to_csv(results: list[Result]) -> str:
-    cols = metric_columns(results)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(KEY_COLUMNS + cols + ["num_queries", "num_docs", "total_s"])
-    for r in results:
-        w.writerow([r.model, r.encoder, r.dataset, r.split] + [f"{r.metrics[c]:.5f}" if c in r.metrics else "" for c in cols] + [r.num_queries, r.num_docs, f"{r.timings.get('total_s', 0):.1f}"])
-    return buf.getvalue()
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -50,22 +62,35 @@ def display_names(results: list[Result]) -> list[str]:
     return [f"{r.model} [{r.config_key[:6]}]" if (r.model, r.encoder) in ambiguous else r.model for r in results]
 
 
-def pivot(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[tuple[str, str]], dict[tuple[str, str, str], float]]:
-    """Datasets (columns), (model, encoder) rows in first-seen order, and ``{(model, encoder, dataset/split): value}``."""
+def column_of(r: Result) -> str:
+    return r.dataset if r.split == "test" else f"{r.dataset}/{r.split}"
+
+
+def picked(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[tuple[str, str]], dict[Cell, Result]]:
+    """Datasets (columns), (label, encoder) rows in first-seen order, and the result each cell shows.
+
+    A cell shows the newest result (``created_at``) of its row and column that has ``metric``:
+    a re-run of the same settings replaces the old one.
+    """
     cols: list[str] = []
     rows: list[tuple[str, str]] = []
-    cell: dict[tuple[str, str, str], float] = {}
-    created: dict[tuple[str, str, str], str] = {}
+    cell: dict[Cell, Result] = {}
     for r, name in zip(results, display_names(results)):
-        col = r.dataset if r.split == "test" else f"{r.dataset}/{r.split}"
+        col = column_of(r)
         if col not in cols:
             cols.append(col)
         if (name, r.encoder) not in rows:
             rows.append((name, r.encoder))
-        if metric in r.metrics and created.get((name, r.encoder, col), "") <= r.created_at:  # a re-run of the same settings: the newest wins
-            cell[(name, r.encoder, col)] = r.metrics[metric]
-            created[(name, r.encoder, col)] = r.created_at
+        key = (name, r.encoder, col)
+        if metric in r.metrics and (key not in cell or cell[key].created_at <= r.created_at):
+            cell[key] = r
     return sorted(cols, key=_natural), rows, cell
+
+
+def pivot(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[tuple[str, str]], dict[Cell, float]]:
+    """Datasets (columns), (model, encoder) rows in first-seen order, and ``{(model, encoder, dataset/split): value}``."""
+    cols, rows, cell = picked(results, metric)
+    return cols, rows, {k: r.metrics[metric] for k, r in cell.items()}
 
 
 def _natural(name: str) -> tuple:
@@ -74,30 +99,310 @@ def _natural(name: str) -> tuple:
     return (head, int(tail), "") if tail.isdigit() else (name, -1, "")
 
 
-def to_markdown(results: list[Result], metric: str = "ndcg@10") -> str:
+# ---- significance against a baseline: what the tables mark ---------------------------------------
+
+
+def find_baseline(results: list[Result], name: str) -> list[Result]:
+    """The results of the row ``name`` picks: a row label as the tables print it (``BM25``,
+    ``final [3f9c0a]``, optionally with `` (encoder)``), else a result's model name or the model
+    as given to ``--models`` (``minilm``); case-insensitive. Unknown or ambiguous: ValueError
+    with the valid names (and a "did you mean").
+
+    >>> rs = [Result("BM25", "bm25", "scifact", "test", "beir", {}, 2, 9, "k", {"model_spec": "bm25"})]
+    >>> [r.model for r in find_baseline(rs, "bm25")]
+    ['BM25']
+    """
+    labels = display_names(results)
+    rows = list(dict.fromkeys(zip(labels, (r.encoder for r in results))))
+    want = name.strip().casefold()
+    hits = [row for row in rows if want in (row[0].casefold(), f"{row[0]} ({row[1]})".casefold())]
+    if not hits:
+        named = {(label, r.encoder) for r, label in zip(results, labels) if want in (r.model.casefold(), str(r.provenance.get("model_spec", "")).casefold())}
+        hits = [row for row in rows if row in named]
+    valid = [f"{label} ({enc})" if sum(lab == label for lab, _ in rows) > 1 else label for label, enc in rows]
+    if len(hits) > 1:
+        raise ValueError(f"--baseline {name!r} names several rows: {', '.join(f'{lab} ({enc})' for lab, enc in hits)}; give one of them as printed")
+    if not hits:
+        lower: dict[str, str] = {}
+        for v in valid + [r.model for r in results] + [str(r.provenance["model_spec"]) for r in results if r.provenance.get("model_spec")]:
+            lower.setdefault(v.casefold(), v)  # the row label as printed, before a model spec of the same letters
+        close = difflib.get_close_matches(want, list(lower), n=1, cutoff=0.5)
+        hint = f"; did you mean {lower[close[0]]!r}?" if close else ""
+        raise ValueError(f"--baseline {name!r} is no row of the leaderboard{hint} (valid: {', '.join(valid) or 'none, no results'})")
+    return [r for r, label in zip(results, labels) if (label, r.encoder) == hits[0]]
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Significance of one table's cells against the baseline: what its renderers draw.
+
+    The family is every comparison in ``comparisons``: each other row on each column where the
+    baseline has per-query scores, corrected together (:func:`benchmarks.significance.adjust`).
+    """
+
+    config: CompareConfig
+    metric: str
+    baseline: tuple[str, str] | None  # the baseline's (label, encoder) in this table; None: not in it
+    comparisons: dict[Cell, Comparison]  # every other row against the baseline, per column
+    ci: dict[Cell, tuple[float, float]]  # bootstrap CI of the mean of every cell with per-query scores
+    scores: dict[Cell, dict[str, float]]  # {qid: score} of those cells
+    queries: dict[str, int]  # column -> queries compared
+    missing: tuple[str, ...]  # "label (encoder) on column": no per-query scores, so no CI or marker
+    no_baseline: tuple[str, ...]  # columns without a baseline result that has per-query scores
+    sources: dict[tuple, Cell]  # identity(result) -> the cell it shows
+
+
+def identity(r: Result) -> tuple:
+    """What tells two results apart, the same whether read from disk or just computed (a Result is not hashable)."""
+    return (r.model, r.encoder, r.dataset, r.split, r.config_key, r.created_at)
+
+
+def per_query_scores(r: Result, metric: str) -> dict[str, float] | None:
+    """``{qid: score}`` of ``metric`` from the result's compact ``per_query``; None in older files."""
+    pq = r.per_query or {}
+    if "qids" not in pq or metric not in pq:
+        return None
+    qids, values = pq["qids"], pq[metric]
+    where = f"result {r.stem}.json ({r.model}, {r.encoder}, {column_of(r)}), field per_query"
+    if len(qids) != len(values):
+        raise ValueError(f"{where}[{metric!r}]: {len(values)} values for {len(qids)} qids")
+    if len(set(qids)) != len(qids):
+        raise ValueError(f"{where}['qids']: {len(qids) - len(set(qids))} repeated query ids")
+    bad = [q for q, v in zip(qids, values) if not isinstance(v, (int, float)) or not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"{where}[{metric!r}]: {len(bad)} values are not finite numbers (first: query {bad[0]!r})")
+    return dict(zip(qids, map(float, values)))
+
+
+def _same_queries(r: Result, a: dict, base: Result, b: dict) -> None:
+    if set(a) != set(b):
+        raise ValueError(
+            f"{column_of(r)}: {r.model} ({r.encoder}, result {r.stem}.json) has {len(a)} queries, baseline {base.model} ({base.encoder}, "
+            f"result {base.stem}.json) has {len(b)}, {len(set(a) & set(b))} shared: a paired comparison needs the same queries in both (same split, same data)"
+        )
+
+
+def table_marks(results: list[Result], config: CompareConfig, baseline: Sequence[Result], metric: str = "ndcg@10") -> Marks:
+    """Compare every cell of the pivot of ``results`` with the baseline's cell of its column.
+
+    ``baseline`` comes from :func:`find_baseline` over every result rendered (one table may lack
+    it). Raw p-values per column (:func:`benchmarks.significance.compare`, ``correction="none"``),
+    then one correction over the whole table.
+    """
+    cols, rows, cell = picked(results, metric)
+    base_ids = {identity(r) for r in baseline}
+    base_row = next((key[:2] for key, r in cell.items() if identity(r) in base_ids), None)
+    scores, ci, missing = {}, {}, []
+    for key, r in cell.items():
+        s = per_query_scores(r, metric)
+        if s is None:
+            missing.append(key)
+            continue
+        scores[key] = s
+        ci[key] = bootstrap_ci(list(s.values()), n=config.bootstrap, seed=config.stats_seed)
+    raw: dict[Cell, Comparison] = {}
+    queries, no_baseline = {}, []
+    for col in cols:
+        bkey = (*base_row, col) if base_row else None
+        if bkey not in scores:
+            if any(k[2] == col and k[:2] != base_row for k in cell):
+                no_baseline.append(col)
+            continue
+        systems = [k for k in scores if k[2] == col and k != bkey]
+        for k in systems:
+            _same_queries(cell[k], scores[k], cell[bkey], scores[bkey])
+        queries[col] = len(scores[bkey])
+        if not systems:
+            continue
+        base_name = f"{base_row[0]} ({base_row[1]})"  # no system's name: systems are the other rows
+        per_query = {base_name: scores[bkey]} | {f"{k[0]} ({k[1]})": scores[k] for k in systems}
+        found = compare(per_query, base_name, metric=metric, test=config.test, correction="none", alpha=config.alpha, n=config.permutations, n_bootstrap=config.bootstrap, seed=config.stats_seed)
+        raw.update(zip(systems, found))
+    corrected = dict(zip(raw, adjust(list(raw.values()), config.correction, config.alpha)))
+    return Marks(
+        config=config,
+        metric=metric,
+        baseline=base_row,
+        comparisons=corrected,
+        ci=ci,
+        scores=scores,
+        queries=queries,
+        missing=tuple(f"{k[0]} ({k[1]}) on {k[2]}" for k in missing),
+        no_baseline=tuple(no_baseline),
+        sources={identity(r): key for key, r in cell.items()},
+    )
+
+
+def marks_for(results: list[Result], config: CompareConfig | None, metric: str = "ndcg@10", everything: list[Result] | None = None) -> Marks | None:
+    """:func:`table_marks` of one table (``results``), the baseline found among ``everything`` rendered; None without a baseline."""
+    if config is None or config.baseline is None:
+        return None
+    return table_marks(results, config, find_baseline(everything if everything is not None else results, config.baseline), metric)
+
+
+TEST_NAMES = {"t": "paired t-test", "randomization": "Fisher randomization test", "wilcoxon": "Wilcoxon signed-rank test"}
+CORRECTION_NAMES = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no"}
+
+
+def marker(c: Comparison | None) -> str:
+    """▲ / ▼: significantly above / below the baseline after the correction; † significant with equal means (Wilcoxon)."""
+    if c is None or not c.significant:
+        return ""
+    return "▲" if c.diff > 0 else "▼" if c.diff < 0 else "†"
+
+
+def _num(v: float | None, scale: float, digits: int) -> str:
+    return "—" if v is None else f"{scale * v:.{digits}f}"
+
+
+def _with_marks(text: str, key: Cell | None, marks: Marks | None, scale: float, digits: int) -> str:
+    """``text`` (a formatted score) plus its marker and ``± half-width`` of its CI, if any."""
+    if marks is None or key is None:
+        return text
+    text += marker(marks.comparisons.get(key))
+    if key in marks.ci:
+        lo, hi = marks.ci[key]
+        text += f" ± {scale * (hi - lo) / 2:.{digits}f}"
+    return text
+
+
+def legend(marks: Marks, scale: float = 1.0) -> list[str]:
+    """The lines that say what the markers, the ± and the missing ones mean in one table."""
+    c = marks.config
+    base = f"{marks.baseline[0]} ({marks.baseline[1]})" if marks.baseline else f"{c.baseline} (not in this table)"
+    test = TEST_NAMES[c.test] + (f" ({c.permutations} sign-flip permutations, seed {c.stats_seed})" if c.test == "randomization" else "")
+    x100 = ", x 100" if scale != 1 else ""
+    if not marks.scores:
+        return [f"Baseline: {base}. No result in this table has per-query scores (written before they were recorded): no CI, test or marker."]
+    lines = [
+        f"Baseline: {base}. ▲ / ▼: {marks.metric} significantly above / below the baseline's on the same queries: two-sided {test}, "
+        f"{CORRECTION_NAMES[c.correction]} correction over the family of the {len(marks.comparisons)} comparisons in this table "
+        f"(each other row on each dataset where the baseline has per-query scores), alpha {c.alpha:g}.",
+        f"±: half the width of the 95% percentile bootstrap CI of the mean over queries{x100} ({c.bootstrap} resamples, seed {c.stats_seed}); the CSV has both bounds.",
+    ]
+    if any(marker(x) == "†" for x in marks.comparisons.values()):
+        lines.append("†: significant with equal means (the signed-rank test tests the median difference).")
+    if marks.queries:
+        lines.append("Queries compared: " + ", ".join(f"{col} {n}" for col, n in marks.queries.items()) + ".")
+    if marks.missing:
+        lines.append("No per-query scores in the result (written before they were recorded), so no CI or marker: " + ", ".join(marks.missing) + ".")
+    if marks.no_baseline:
+        lines.append(f"No marker on {', '.join(marks.no_baseline)}: no baseline result with per-query scores there.")
+    return lines
+
+
+def _p(p: float) -> str:
+    return f"{p:.1e}" if p < 1e-4 else f"{p:.4f}"
+
+
+def differences_markdown(marks: Marks, title: str) -> list[str]:
+    """The comparisons behind the markers: one row per (row, dataset) with Δ, its paired CI and both p-values."""
+    if not marks.comparisons:
+        return []
+    corr = CORRECTION_NAMES[marks.config.correction] if marks.config.correction != "none" else "uncorrected"
+    body = [
+        [lab, enc, col, str(c.n_queries), f"{c.mean:.4f}", f"{c.baseline_mean:.4f}", f"{c.diff:+.4f}", f"[{c.diff_ci[0]:+.4f}, {c.diff_ci[1]:+.4f}]", _p(c.p), _p(c.p_adjusted), marker(c)]
+        for (lab, enc, col), c in marks.comparisons.items()
+    ]
+    header = ["model", "encoder", "dataset", "queries", "mean", "baseline", "Δ", "95% CI of Δ (paired bootstrap)", "p", f"p ({corr})", "sig."]
+    return [f"## {title}\n", _md_table(header, body), ""]
+
+
+# ---- the default layout -------------------------------------------------------------------------
+
+
+def to_csv(results: list[Result], compare: CompareConfig | None = None, metric: str = "ndcg@10") -> str:
+    """One row per result; with a baseline, ``metric``'s CI, the comparison and the legend's settings as extra columns."""
+    marks = marks_for(results, compare, metric)
+    cols = metric_columns(results)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    extra = [f"{metric}_ci_lo", f"{metric}_ci_hi", "baseline", f"{metric}_diff", "diff_ci_lo", "diff_ci_hi", "p", "p_adjusted", "significant", "test", "correction", "alpha", "comparisons", "bootstrap", "stats_seed"]
+    w.writerow(KEY_COLUMNS + cols + ["num_queries", "num_docs", "total_s"] + (extra if marks else []))
+    for r in results:
+        row = [r.model, r.encoder, r.dataset, r.split] + [f"{r.metrics[c]:.5f}" if c in r.metrics else "" for c in cols] + [r.num_queries, r.num_docs, f"{r.timings.get('total_s', 0):.1f}"]
+        if marks:
+            row += _csv_marks(marks, marks.sources.get(identity(r)))
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def _csv_marks(marks: Marks, key: Cell | None) -> list:
+    c, cfg = marks.comparisons.get(key), marks.config
+    ci = [f"{x:.5f}" for x in marks.ci[key]] if key in marks.ci else ["", ""]
+    base = marks.baseline[0] if marks.baseline else ""
+    comp = [f"{c.diff:.5f}", f"{c.diff_ci[0]:.5f}", f"{c.diff_ci[1]:.5f}", f"{c.p:.6g}", f"{c.p_adjusted:.6g}", str(c.significant).lower()] if c else [""] * 6
+    return ci + [base] + comp + [cfg.test, cfg.correction, f"{cfg.alpha:g}", len(marks.comparisons), cfg.bootstrap, cfg.stats_seed]
+
+
+def to_markdown(results: list[Result], metric: str = "ndcg@10", compare: CompareConfig | None = None, everything: list[Result] | None = None) -> str:
+    """The pivot of ``metric`` (with a baseline: marks, legend, differences), then every metric.
+    ``everything``: the results the baseline is looked up in (default ``results``), e.g. the whole folder."""
     if not results:
         return "_no results_\n"
+    marks = marks_for(results, compare, metric, everything)
     cols, rows, cell = pivot(results, metric)
     body = []
     for model, enc in rows:
         vals = [cell.get((model, enc, c)) for c in cols]
         mean = sum(vals) / len(vals) if all(v is not None for v in vals) else None
-        body.append([model, enc] + [f"{v:.4f}" if v is not None else "—" for v in vals] + ([f"{mean:.4f}" if mean is not None else "—"] if len(cols) > 1 else []))
+        texts = [_with_marks(f"{v:.4f}", (model, enc, c), marks, 1, 4) if v is not None else "—" for v, c in zip(vals, cols)]
+        body.append([model, enc] + texts + ([f"{mean:.4f}" if mean is not None else "—"] if len(cols) > 1 else []))
     header = ["model", "encoder"] + cols + (["mean"] if len(cols) > 1 else [])
     out = [f"## {metric}\n", _md_table(header, body), ""]
+    if marks:
+        out += [f"- {line}" for line in legend(marks)] + [""]
+        out += differences_markdown(marks, f"{metric} against {marks.baseline[0] if marks.baseline else compare.baseline}")
     mcols = metric_columns(results)
     full = [[name, r.encoder, r.dataset, r.split] + [f"{r.metrics[c]:.4f}" if c in r.metrics else "—" for c in mcols] + [f"{r.timings.get('total_s', 0):.1f}"] for r, name in zip(results, display_names(results))]
     out += ["## All metrics\n", _md_table(KEY_COLUMNS + mcols + ["time (s)"], full), ""]
     return "\n".join(out)
 
 
-def write_leaderboard(folder: Path) -> list[Result]:
+def write_leaderboard(folder: Path, compare: CompareConfig | None = None) -> list[Result]:
     """Read every result JSON in ``folder``; write ``leaderboard.md`` and ``leaderboard.csv`` there."""
     folder = Path(folder)
     results = load_results(folder)
-    atomic_write_text(folder / "leaderboard.md", "# Leaderboard\n\n" + to_markdown(results))
-    atomic_write_text(folder / "leaderboard.csv", to_csv(results))
+    atomic_write_text(folder / "leaderboard.md", "# Leaderboard\n\n" + to_markdown(results, compare=compare))
+    atomic_write_text(folder / "leaderboard.csv", to_csv(results, compare))
     return results
+
+
+# ---- per-query pictures -------------------------------------------------------------------------
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", s).strip("_")
+
+
+def per_query_differences(results: list[Result], compare: CompareConfig, metric: str = "ndcg@10") -> list[tuple[str, Differences]]:
+    """``(file name, sorted differences)`` for each (row, baseline, dataset) that both have per-query scores.
+
+    File names: ``<row>-vs-<baseline>__<dataset>.png`` (the row's encoder added where two rows share a label).
+    """
+    marks = marks_for(results, compare, metric)
+    if marks is None or marks.baseline is None:
+        return []
+    labels = [lab for lab, _ in dict.fromkeys(k[:2] for k in marks.scores)]
+    out = []
+    for (lab, enc, col) in marks.comparisons:
+        d = sorted_differences(marks.scores[(lab, enc, col)], marks.scores[(*marks.baseline, col)], names=(lab, marks.baseline[0]), dataset=col, metric=metric, n=compare.bootstrap, seed=compare.stats_seed)
+        who = lab if labels.count(lab) == 1 else f"{lab}-{enc}"
+        out.append((f"{_slug(who)}-vs-{_slug(marks.baseline[0])}__{_slug(col)}.png", d))
+    return out
+
+
+def write_per_query_plots(folder: Path, compare: CompareConfig | None, metric: str = "ndcg@10") -> list[Path]:
+    """``<folder>/per-query/*.png`` for every saved result against the baseline (the default and paper layouts'
+    datasets alike); nothing without a baseline."""
+    if compare is None or compare.baseline is None:
+        return []
+    folder = Path(folder)
+    paths = []
+    for name, d in per_query_differences(load_results(folder), compare, metric):
+        draw_differences(d, folder / "per-query" / name)
+        paths.append(folder / "per-query" / name)
+    return paths
 
 
 # ---- the ModernBERT paper's Table 1 layout ------------------------------------------------------
@@ -123,10 +428,9 @@ def paper_column(r: Result) -> str | None:
     return CODE_COLUMNS.get(r.dataset.lower()) if single else None
 
 
-def paper_table(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[list[float | None]], dict[str, list[str]], list[list[bool]]]:
-    """Rows = models, columns = Table 1; returns (row names, values, datasets averaged per column,
-    and per cell whether the row lacks some of the column's datasets, so its mean is not comparable)."""
-    cells: dict[tuple[str, str], dict[str, float]] = {}
+def _paper_cells(results: list[Result], metric: str) -> tuple[list[str], dict[tuple[str, str], dict[str, Result]], dict[str, list[str]]]:
+    """Table 1 rows (models), ``{(model, column): {dataset: result}}`` and the datasets each column averages."""
+    cells: dict[tuple[str, str], dict[str, Result]] = {}
     used: dict[str, list[str]] = {c: [] for c in PAPER_COLUMNS}
     models: list[str] = []
     for r in results:
@@ -135,116 +439,201 @@ def paper_table(results: list[Result], metric: str = "ndcg@10") -> tuple[list[st
             continue
         if r.model not in models:
             models.append(r.model)
-        cells.setdefault((r.model, col), {})[r.dataset] = r.metrics[metric]
+        cells.setdefault((r.model, col), {})[r.dataset] = r
         if r.dataset not in used[col]:
             used[col].append(r.dataset)
+    return models, cells, used
+
+
+def paper_table(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[list[float | None]], dict[str, list[str]], list[list[bool]]]:
+    """Rows = models, columns = Table 1; returns (row names, values, datasets averaged per column,
+    and per cell whether the row lacks some of the column's datasets, so its mean is not comparable)."""
+    models, cells, used = _paper_cells(results, metric)
     values, partial = [], []
     for m in models:
         row, part = [], []
         for c in PAPER_COLUMNS:
-            vals = cells.get((m, c))
-            row.append(sum(vals.values()) / len(vals) if vals else None)
+            vals = [r.metrics[metric] for r in cells.get((m, c), {}).values()]
+            row.append(sum(vals) / len(vals) if vals else None)
             part.append(bool(vals) and len(vals) < len(used[c]))
         values.append(row)
         partial.append(part)
     return models, values, used, partial
 
 
-def breakdowns(results: list[Result], metric: str = "ndcg@10") -> dict[str, tuple[list[str], list[tuple[str, str]], dict]]:
-    """Per task: (dataset columns, (model, encoder) rows, cells) — see :func:`pivot`."""
+def _tasks(results: list[Result]) -> dict[str, list[Result]]:
     tasks: dict[str, list[Result]] = {}
     for r in results:
         tasks.setdefault(r.task, []).append(r)
-    return {t: pivot(rs, metric) for t, rs in tasks.items()}
+    return tasks
+
+
+def breakdowns(results: list[Result], metric: str = "ndcg@10") -> dict[str, tuple[list[str], list[tuple[str, str]], dict]]:
+    """Per task: (dataset columns, (model, encoder) rows, cells) — see :func:`pivot`."""
+    return {t: pivot(rs, metric) for t, rs in _tasks(results).items()}
+
+
+def task_marks(results: list[Result], compare: CompareConfig | None, metric: str = "ndcg@10", everything: list[Result] | None = None) -> dict[str, Marks]:
+    """Per task table, its :class:`Marks` (each task table is one family); {} without a baseline."""
+    if compare is None or compare.baseline is None:
+        return {}
+    baseline = find_baseline(everything if everything is not None else results, compare.baseline)
+    return {t: table_marks(rs, compare, baseline, metric) for t, rs in _tasks(results).items()}
+
+
+def _table1_key(cells: dict[str, Result], marks: dict[str, Marks]) -> tuple[Marks | None, Cell | None]:
+    """A Table 1 cell from one dataset carries that dataset's marks (from its task table); a mean over several, none."""
+    if len(cells) != 1:
+        return None, None
+    (r,) = cells.values()
+    m = marks.get(r.task)
+    return (m, m.sources.get(identity(r))) if m else (None, None)
+
+
+def _table1_texts(results: list[Result], metric: str, marks: dict[str, Marks]) -> tuple[list[str], list[list[str]], dict[str, list[str]], list[list[bool]]]:
+    models, values, used, partial = paper_table(results, metric)
+    _, cells, _ = _paper_cells(results, metric)
+    texts = []
+    for m, row, part in zip(models, values, partial):
+        out = []
+        for c, v, p in zip(PAPER_COLUMNS, row, part):
+            mk, key = _table1_key(cells.get((m, c), {}), marks)
+            out.append(_with_marks(_fmt(v) + ("*" if p else ""), key, mk, 100, 1) if v is not None else _fmt(v))
+        texts.append(out)
+    return models, texts, used, partial
+
+
+TABLE1_NOTE = "▲ / ▼ and ± on a Table 1 cell that comes from one dataset are that dataset's, from its per-task table below (that table's family); a mean over several datasets carries none."
 
 
 def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}"
 
 
-def paper_markdown(results: list[Result], metric: str = "ndcg@10") -> str:
-    """Table 1 (scores x100, as the paper prints them), then one breakdown per task with its mean."""
-    models, values, used, partial = paper_table(results, metric)
-    rows = [[m] + [_fmt(v) + ("*" if p else "") for v, p in zip(row, part)] for m, row, part in zip(models, values, partial)]
+def paper_markdown(results: list[Result], metric: str = "ndcg@10", compare: CompareConfig | None = None, everything: list[Result] | None = None) -> str:
+    """Table 1 (scores x100, as the paper prints them), then one breakdown per task with its mean
+    (with a baseline: marks, legends, differences; ``everything`` as in :func:`to_markdown`)."""
+    marks = task_marks(results, compare, metric, everything)
+    models, texts, used, partial = _table1_texts(results, metric, marks)
+    rows = [[m] + row for m, row in zip(models, texts)]
     out = [f"## Table 1 layout ({metric} x 100)\n", _md_table(["model"] + PAPER_COLUMNS, rows), ""]
     notes = [f"- {c}: mean over {', '.join(ds)}" for c, ds in used.items() if ds]
     if any(any(p) for p in partial):
         notes.append("- \\* the row has only some of the column's datasets: its mean is not comparable with full rows.")
-    out += notes + ["- BM25 rows fill the single-vector (DPR) columns as the lexical baseline.", ""]
+    out += notes + ["- BM25 rows fill the single-vector (DPR) columns as the lexical baseline."] + ([f"- {TABLE1_NOTE}"] if marks else []) + [""]
     for task, (cols, rows, cell) in breakdowns(results, metric).items():
+        mk = marks.get(task)
         body = []
         for model, enc in rows:
             vals = [cell.get((model, enc, c)) for c in cols]
             got = [v for v in vals if v is not None]
-            body.append([model, enc] + [_fmt(v) for v in vals] + [_fmt(sum(got) / len(got)) if len(got) == len(vals) else "—"])
+            body.append([model, enc] + [_with_marks(_fmt(v), (model, enc, c), mk, 100, 1) if v is not None else _fmt(v) for v, c in zip(vals, cols)] + [_fmt(sum(got) / len(got)) if len(got) == len(vals) else "—"])
         out += [f"## {task} ({metric} x 100)\n", _md_table(["model", "encoder"] + cols + ["mean"], body), ""]
+        if mk:
+            out += [f"- {line}" for line in legend(mk, scale=100)] + [""]
+            out += differences_markdown(mk, f"{task}: {metric} against {mk.baseline[0] if mk.baseline else compare.baseline}")
     return "\n".join(out)
 
 
-def paper_csv(results: list[Result], metric: str = "ndcg@10") -> str:
+def paper_csv(results: list[Result], metric: str = "ndcg@10", compare: CompareConfig | None = None) -> str:
+    """Table 1 as CSV; with a baseline, per column its CI bounds and how it compares (higher / lower / n.s.),
+    for cells from one dataset, then the legend's settings."""
+    marks = task_marks(results, compare, metric)
     models, values, _, _ = paper_table(results, metric)
+    _, cells, _ = _paper_cells(results, metric)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["model"] + PAPER_COLUMNS)
+    extra = [f"{c}_{x}" for c in PAPER_COLUMNS for x in ("ci_lo", "ci_hi", "vs_baseline")] + ["baseline", "test", "correction", "alpha", "bootstrap", "stats_seed"]
+    w.writerow(["model"] + PAPER_COLUMNS + (extra if marks else []))
     for m, row in zip(models, values):
-        w.writerow([m] + ["" if v is None else f"{v:.5f}" for v in row])
+        out = [m] + ["" if v is None else f"{v:.5f}" for v in row]
+        if marks:
+            for c in PAPER_COLUMNS:
+                mk, key = _table1_key(cells.get((m, c), {}), marks)
+                ci = [f"{x:.5f}" for x in mk.ci[key]] if mk and key in mk.ci else ["", ""]
+                comp = mk.comparisons.get(key) if mk else None
+                out += ci + ["" if comp is None else "n.s." if not comp.significant else "higher" if comp.diff > 0 else "lower" if comp.diff < 0 else "differs"]
+            out += [next((mk.baseline[0] for mk in marks.values() if mk.baseline), compare.baseline), compare.test, compare.correction, f"{compare.alpha:g}", compare.bootstrap, compare.stats_seed]
+        w.writerow(out)
     return buf.getvalue()
 
 
-def paper_html(results: list[Result], metric: str = "ndcg@10") -> str:
-    import html
+class _Td(str):
+    """A rendered ``<td>`` element (not escaped again)."""
 
+
+def _html_cell(text: str, key: Cell | None, marks: Marks | None) -> _Td:
+    """A ``<td>``; with marks, the exact CI and p-values in its tooltip."""
+    tips = []
+    if marks is not None and key is not None:
+        if key in marks.ci:
+            tips.append(f"95% CI [{100 * marks.ci[key][0]:.2f}, {100 * marks.ci[key][1]:.2f}]")
+        c = marks.comparisons.get(key)
+        if c is not None:
+            tips.append(f"vs baseline {100 * c.diff:+.2f} [{100 * c.diff_ci[0]:+.2f}, {100 * c.diff_ci[1]:+.2f}], p {_p(c.p)}, adjusted {_p(c.p_adjusted)}")
+    title = f" title='{html.escape('; '.join(tips))}'" if tips else ""
+    return _Td(f"<td{title}>{html.escape(text)}</td>")
+
+
+def paper_html(results: list[Result], metric: str = "ndcg@10", compare: CompareConfig | None = None) -> str:
     def table(header, rows):
         th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+        trs = "".join("<tr>" + "".join(c if isinstance(c, _Td) else f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
         return f"<table>\n<thead><tr>{th}</tr></thead>\n<tbody>{trs}</tbody>\n</table>"
 
-    models, values, _, partial = paper_table(results, metric)
-    parts = [f"<h2>Table 1 layout ({html.escape(metric)} x 100)</h2>", table(["model"] + PAPER_COLUMNS, [[m] + [_fmt(v) + ("*" if p else "") for v, p in zip(row, part)] for m, row, part in zip(models, values, partial)])]
+    def notes(lines):
+        return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
+
+    marks = task_marks(results, compare, metric)
+    models, texts, _, _ = _table1_texts(results, metric, marks)
+    _, cells, _ = _paper_cells(results, metric)
+    t1 = []
+    for m, row in zip(models, texts):
+        if marks:
+            keys = [_table1_key(cells.get((m, c), {}), marks) for c in PAPER_COLUMNS]  # (marks, cell) per column
+            row = [_html_cell(t, key, mk) for t, (mk, key) in zip(row, keys)]
+        t1.append([m] + row)
+    parts = [f"<h2>Table 1 layout ({html.escape(metric)} x 100)</h2>", table(["model"] + PAPER_COLUMNS, t1)] + ([notes([TABLE1_NOTE])] if marks else [])
     for task, (cols, rows, cell) in breakdowns(results, metric).items():
-        parts += [f"<h2>{html.escape(task)}</h2>", table(["model", "encoder"] + cols, [[m, e] + [_fmt(cell.get((m, e, c))) for c in cols] for m, e in rows])]
+        mk = marks.get(task)
+        body = [[m, e] + [_html_cell(_with_marks(_fmt(cell.get((m, e, c))), (m, e, c) if (m, e, c) in cell else None, mk, 100, 1), (m, e, c), mk) if mk else _fmt(cell.get((m, e, c))) for c in cols] for m, e in rows]
+        parts += [f"<h2>{html.escape(task)}</h2>", table(["model", "encoder"] + cols, body)] + ([notes(legend(mk, scale=100))] if mk else [])
     style = "table{border-collapse:collapse;font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
     return f"<!doctype html>\n<html><head><meta charset='utf-8'><title>Leaderboard</title><style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
 
 
-def paper_png(results: list[Result], path: Path, metric: str = "ndcg@10") -> None:
-    """Bar chart of ``metric``: one panel per task, one group per dataset, one bar per (model, encoder)."""
-    import matplotlib  # lazy: plotting only for --layout paper; keeps `import` of the tables light
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: after choosing the Agg backend
-
-    tasks = breakdowns(results, metric)
-    names = list(dict.fromkeys(f"{r.model} ({r.encoder})" for r in results))
-    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
-    widest = max((len(cols) for cols, _, _ in tasks.values()), default=1)
-    fig, axes = plt.subplots(len(tasks), 1, figsize=(min(16, 2 + 0.9 * widest), 3.2 * max(1, len(tasks))), squeeze=False)
-    for ax, (task, (cols, rows, cell)) in zip(axes[:, 0], tasks.items()):
-        width = 0.8 / max(1, len(rows))
-        for i, (model, enc) in enumerate(rows):
-            xs = [j + (i - (len(rows) - 1) / 2) * width for j, c in enumerate(cols) if (model, enc, c) in cell]
-            ys = [cell[(model, enc, c)] for c in cols if (model, enc, c) in cell]
-            ax.bar(xs, ys, width=width, color=colors[f"{model} ({enc})"], label=f"{model} ({enc})")
-        ax.set_xticks(range(len(cols)), cols, fontsize=8, rotation=30, ha="right")
-        ax.set_ylim(0, 1)
-        ax.set_ylabel(metric)
-        ax.set_title(task, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[n]) for n in names]
-    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(3, len(names)), frameon=False)
-    fig.tight_layout(rect=(0, 0.04 + 0.02 * ((len(names) - 1) // 3), 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
+def paper_panels(results: list[Result], metric: str = "ndcg@10", compare: CompareConfig | None = None) -> list[BarPanel | LengthPanel]:
+    """The paper figure's panels, per task: ``metric`` against document length for the generated
+    long-document suites (with bootstrap CI bands where results have per-query scores), bars per
+    dataset for the rest."""
+    cfg = compare or CompareConfig()  # the bootstrap's resamples and seed, with or without a baseline
+    panels: list[BarPanel | LengthPanel] = []
+    for task, rs in _tasks(results).items():
+        cols, rows, cell = picked(rs, metric)
+        curves = length_curves({(f"{k[0]} ({k[1]})", k[2]): (r.metrics[metric], _values(per_query_scores(r, metric))) for k, r in cell.items()}, n=cfg.bootstrap, seed=cfg.stats_seed)
+        if curves:
+            panels.append(LengthPanel(f"{task}: {metric} against document length", curves))
+        rest = [c for c in cols if not (curves and parse_name(c))]
+        if rest:
+            panels.append(BarPanel(task, rest, rows, {k: r.metrics[metric] for k, r in cell.items() if k[2] in rest}))
+    return panels
 
 
-def write_paper_leaderboard(folder: Path) -> list[Result]:
+def _values(scores: dict[str, float] | None) -> list[float] | None:
+    return None if scores is None else list(scores.values())
+
+
+def paper_png(results: list[Result], path: Path, metric: str = "ndcg@10", compare: CompareConfig | None = None) -> None:
+    """One panel per task (:func:`paper_panels`), drawn by :func:`benchmarks.plots.draw_paper`."""
+    draw_paper(paper_panels(results, metric, compare), path, metric)
+
+
+def write_paper_leaderboard(folder: Path, compare: CompareConfig | None = None) -> list[Result]:
     """``paper.md``, ``paper.csv``, ``paper.html`` and ``paper.png`` in ``folder`` from its saved results."""
     folder = Path(folder)
     results = load_results(folder)
-    atomic_write_text(folder / "paper.md", "# Leaderboard (ModernBERT Table 1 layout)\n\n" + paper_markdown(results))
-    atomic_write_text(folder / "paper.csv", paper_csv(results))
-    atomic_write_text(folder / "paper.html", paper_html(results))
-    paper_png(results, folder / "paper.png")
+    atomic_write_text(folder / "paper.md", "# Leaderboard (ModernBERT Table 1 layout)\n\n" + paper_markdown(results, compare=compare))
+    atomic_write_text(folder / "paper.csv", paper_csv(results, compare=compare))
+    atomic_write_text(folder / "paper.html", paper_html(results, compare=compare))
+    paper_png(results, folder / "paper.png", compare=compare)
     return results

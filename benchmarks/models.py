@@ -1,8 +1,11 @@
 """The retriever registry: a ``--models`` entry -> a retriever.
 
-Named retrievers (``bm25``) come from ``NAMED``; any other entry is a model (an alias, a folder
+Named retrievers (``bm25``) come from ``NAMED``; an entry with ``+`` is a fusion of entries
+(``bm25+minilm``, weighted ``bm25*0.3+minilm*0.7``; :mod:`encoders.retrievers.fusion`), each
+component built here exactly as it is built alone; any other entry is a model (an alias, a folder
 or a hub id) run as the kind ``--encoder`` names (``KINDS``). A new retriever kind registers
-itself here: ``register("toy", lambda name, spec: ToyRetriever())`` makes ``--models toy`` work.
+itself here: ``register("toy", lambda name, spec: ToyRetriever())`` makes ``--models toy`` work,
+and ``--models toy+bm25`` too.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from benchmarks.spec import RunSpec
 from encoders.retrievers.bm25 import BM25Retriever
 from encoders.retrievers.colbert import ColbertRetriever
 from encoders.retrievers.dense import DenseRetriever
+from encoders.retrievers.fusion import Component, FusionRetriever
 from encoders.retrievers.protocol import Retriever
+from retrieval.fusion import parse_fusion
 
 Factory = Callable[[str, RunSpec], Retriever]
 
@@ -32,8 +37,21 @@ def register(name: str, factory: Factory) -> None:
     NAMED[name] = factory
 
 
-def build(name: str, spec: RunSpec) -> Retriever:
-    """The retriever for one ``--models`` entry."""
+def build(name: str, spec: RunSpec, built: dict[str, Retriever] | None = None) -> Retriever:
+    """The retriever for one ``--models`` entry.
+
+    ``built`` (entry -> retriever, filled in here) shares retrievers between entries: with
+    ``--models minilm,bm25+minilm`` MiniLM is loaded once, and the fusion's component is the
+    plain entry's retriever.
+    """
+    built = {} if built is None else built
+    if name not in built:
+        parts = parse_fusion(name)
+        built[name] = _single(name, spec) if parts is None else _fusion(name, parts, spec, built)
+    return built[name]
+
+
+def _single(name: str, spec: RunSpec) -> Retriever:
     if name in NAMED:
         return NAMED[name](name, spec)
     kind = spec.model.encoder
@@ -41,3 +59,16 @@ def build(name: str, spec: RunSpec) -> Retriever:
         hint = difflib.get_close_matches(kind, KINDS, n=1)
         raise ValueError(f"unknown encoder {kind!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f" (valid: {', '.join(KINDS)})")
     return KINDS[kind](name, spec)
+
+
+def _fusion(entry: str, parts: list[tuple[str, float | None]], spec: RunSpec, built: dict[str, Retriever]) -> FusionRetriever:
+    components = []
+    for name, weight in parts:
+        try:
+            retriever = build(name, spec, built)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"--models {entry!r}, component {name!r}: {e}") from None
+        except ValueError as e:
+            raise ValueError(f"--models {entry!r}, component {name!r}: {e}") from None
+        components.append(Component(retriever, spec.settings(retriever.kind), weight))  # the settings that key it alone key it in the fusion
+    return FusionRetriever(entry, components, spec.fusion)

@@ -66,12 +66,11 @@ def run_jobs(jobs: list[Job], spec: RunSpec, d: Dist = Dist()) -> list[Result]:
     out_dir.mkdir(parents=True, exist_ok=True)
     contexts = Contexts(spec, tasks.cache_root(spec), d)
     common = {"git_commit": git_commit(), "libraries": library_versions(), "machine": machine(), "world_size": d.world}
-    retrievers: dict[str, Retriever] = {}
+    built: dict[str, Retriever] = {}  # shared with fusion entries: a model named twice (minilm, bm25+minilm) loads once
+    retrievers = {name: models.build(name, spec, built) for name in spec.model.models}  # every entry first: a bad one fails before anything runs
     results = []
     for job in jobs:
         for name in spec.model.models:
-            if name not in retrievers:
-                retrievers[name] = models.build(name, spec)
             results.append(run_pair(job, retrievers[name], spec, contexts, common))
     return results
 
@@ -106,6 +105,9 @@ def compute(job: Job, retriever: Retriever, spec: RunSpec, contexts: Contexts, c
     result = None
     if d.is_main:
         prov = retriever.provenance()
+        components = getattr(retriever, "components", ())  # a retriever built from others (protocol.py): name each with its own result key
+        if components:
+            prov["components"] = [{"name": c.name, "kind": c.kind, "result_key": result_key(job, c, spec)} for c in components]
         timings = {**prov.pop("timings", {}), **scored.timings, "total_s": time.perf_counter() - t}
         result = Result(model=retriever.name, encoder=retriever.kind, dataset=job.dataset, split=job.split, task=job.task, metrics=scored.metrics, num_queries=scored.num_queries,
                         num_docs=scored.num_docs, config_key=key, provenance={**common, **prov, **scored.provenance, "settings": spec.settings(retriever.kind)}, timings=timings,

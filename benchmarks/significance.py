@@ -19,6 +19,7 @@ Efron & Tibshirani, "An Introduction to the Bootstrap", 1993 (percentile interva
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -317,6 +318,7 @@ def compare(
     correction: str = "holm",
     alpha: float = 0.05,
     n: int = 10_000,
+    n_bootstrap: int | None = None,
     seed: int = 0,
     level: float = 0.95,
     strict: bool = True,
@@ -325,9 +327,11 @@ def compare(
 
     One metric of one dataset: for each system (in ``per_query`` order) pair its queries with the
     baseline's (:func:`paired_scores`), run ``TESTS[test]`` (``n`` and ``seed`` go to the
-    resampling tests), bootstrap the CIs of its mean and of the difference (``n``, ``seed``,
-    ``level``), then apply ``CORRECTIONS[correction]`` across all these systems' p-values;
-    ``significant`` is ``p_adjusted <= alpha``. Every system's resampling uses the same seed.
+    resampling tests), bootstrap the CIs of its mean and of the difference (``n_bootstrap``
+    resamples, default ``n``; ``seed``, ``level``), then apply ``CORRECTIONS[correction]`` across
+    all these systems' p-values; ``significant`` is ``p_adjusted <= alpha``. Every system's
+    resampling uses the same seed. A family wider than one dataset: :func:`adjust` the rows of
+    several calls together.
 
     >>> rows = compare({"bm25": {"q1": 0.0, "q2": 0.5, "q3": 1.0}, "x": {"q1": 0.0, "q2": 0.5, "q3": 1.0}}, "bm25", metric="ndcg@10", n=100)
     >>> [(c.system, c.n_queries, c.diff, c.p, c.significant) for c in rows]
@@ -340,6 +344,7 @@ def compare(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     resampling = {"n": n, "seed": seed} if test in RESAMPLING_TESTS else {}
+    boot = {"n": n if n_bootstrap is None else n_bootstrap, "seed": seed, "level": level}
     rows = []
     for system in (s for s in per_query if s != baseline):
         _, a, b = paired_scores(per_query, system, baseline, strict=strict)
@@ -352,10 +357,27 @@ def compare(
                 "mean": float(a.mean()),
                 "baseline_mean": float(b.mean()),
                 "diff": float(a.mean() - b.mean()),
-                "ci": bootstrap_ci(a, n=n, seed=seed, level=level),
-                "diff_ci": paired_bootstrap_ci(a, b, n=n, seed=seed, level=level),
+                "ci": bootstrap_ci(a, **boot),
+                "diff_ci": paired_bootstrap_ci(a, b, **boot),
                 "p": test_fn(a, b, **resampling),
             }
         )
     adjusted = correct([r["p"] for r in rows], correction)
     return [Comparison(**r, p_adjusted=float(p), significant=bool(p <= alpha)) for r, p in zip(rows, adjusted)]
+
+
+def adjust(comparisons: Sequence[Comparison], correction: str = "holm", alpha: float = 0.05) -> list[Comparison]:
+    """The same comparisons with ``p_adjusted`` and ``significant`` recomputed over all of them as one family.
+
+    :func:`compare` corrects across the systems of one dataset; a table with several datasets
+    tests every (system, dataset) cell against the baseline, and that whole table is the family
+    whose error rate ``correction`` controls. Order is kept. Shapes: m comparisons -> m.
+
+    >>> rows = [Comparison("x", "b", "m", 30, 0.6, 0.5, 0.1, (0.5, 0.7), (0.0, 0.2), p, p, p <= 0.05) for p in (0.01, 0.04, 0.03)]
+    >>> [(c.p_adjusted, c.significant) for c in adjust(rows, "holm")]
+    [(0.03, True), (0.06, False), (0.06, False)]
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    adjusted = correct([c.p for c in comparisons], correction)
+    return [dataclasses.replace(c, p_adjusted=float(p), significant=bool(p <= alpha)) for c, p in zip(comparisons, adjusted)]

@@ -17,12 +17,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from encoders.retrievers.config import ALL, EncodingConfig, IndexConfig, ModelConfig, applies
+from encoders.retrievers.config import ALL, EncodingConfig, FusionConfig, IndexConfig, ModelConfig, applies
 from encoders.retrievers.colbert import backend_for
+from encoders.retrievers.fusion import resolve as resolve_fusion
+from retrieval.fusion import parse_fusion
 from retrieval.flags import add_flags, check_fields, flag_field, from_args
 
 Task = Literal["beir", "mteb", "longdoc", "code", "all"]
 Layout = Literal["default", "paper"]
+StatTest = Literal["t", "randomization", "wilcoxon"]  # the keys of benchmarks.significance.TESTS
+Correction = Literal["holm", "bonferroni", "none"]  # the keys of benchmarks.significance.CORRECTIONS
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,32 @@ class OutputConfig:
     layout: Layout = flag_field("default", "leaderboard layout: default (per dataset) or paper (ModernBERT Table 1 columns + per-task breakdowns, also HTML and PNG)", kinds=())
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "encoding": EncodingConfig, "index": IndexConfig, "output": OutputConfig}
-GROUP_TITLES = {"data": "data", "model": "model", "encoding": "encoding", "index": "index and search", "output": "output", "distributed": "distributed and resume", "advanced": "advanced"}
+@dataclass(frozen=True)
+class CompareConfig:
+    """Significance against a baseline in the rendered tables (``benchmarks.significance``).
+
+    Render only: these settings decide markers, intervals and legends, never a score, so no
+    field is keyed (``kinds=()``). Without ``baseline`` the tables are exactly as before.
+    """
+
+    baseline: str | None = flag_field(None, "mark every score that differs significantly from this row (a display name such as BM25, or a model as given to --models), add 95% bootstrap CIs, a legend and per-query difference plots", kinds=())
+    test: StatTest = flag_field("t", "paired test against the baseline: t (Student), randomization (Fisher, sign flips), wilcoxon (signed rank)", kinds=())
+    correction: Correction = flag_field("holm", "multiple-comparison correction over the comparisons of one table", kinds=())
+    alpha: float = flag_field(0.05, "significance level, after the correction", kinds=())
+    permutations: int = flag_field(10_000, "randomization test: sign-flip permutations", kinds=())
+    bootstrap: int = flag_field(1_000, "bootstrap resamples of the queries for each 95% CI", kinds=())  # 1,000 moves a CI bound by ~1e-3 on 300 queries
+    stats_seed: int = flag_field(0, "seed of the randomization test and the bootstrap (same seed, byte-identical tables)", kinds=())
+
+    def __post_init__(self):
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"--alpha must lie in (0, 1), got {self.alpha}")
+        for name in ("permutations", "bootstrap"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "encoding": EncodingConfig, "index": IndexConfig, "fusion": FusionConfig, "output": OutputConfig, "compare": CompareConfig}
+GROUP_TITLES = {"data": "data", "model": "model", "encoding": "encoding", "index": "index and search", "fusion": "fusion (--models a+b)", "output": "output", "compare": "significance against a baseline (tables only)", "distributed": "distributed and resume", "advanced": "advanced"}
 
 
 @dataclass(frozen=True)
@@ -55,13 +83,22 @@ class RunSpec:
     model: ModelConfig = field(default_factory=ModelConfig)
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     def __post_init__(self):
         for name in SECTIONS:
             check_fields(getattr(self, name))
         if self.model.encoder == "colbert":
             backend_for(self.index.index)  # an unknown ColBERT --index fails here, before any model loads
+        for entry in self.model.models:  # bad fusion syntax (bm25+, bm25*x+minilm) or flags that do not fit it (weights with rrf) fail here too
+            parts = parse_fusion(entry)
+            if parts is not None:
+                try:
+                    resolve_fusion(self.fusion, None if parts[0][1] is None else [w for _, w in parts])
+                except ValueError as e:
+                    raise ValueError(f"--models {entry!r}: {e}") from None
 
     def settings(self, kind: str, sections: tuple[str, ...] = tuple(SECTIONS)) -> dict:
         """``{"section.field": value}`` for every field of ``sections`` that changes the scores of ``kind``."""

@@ -123,6 +123,31 @@ def test_bad_input_errors_and_writes_no_result(tmp_path, bad, capsys):
     assert not list(out.glob("*.json")) if out.exists() else True
 
 
+_Q = "query-id\tcorpus-id\tscore\n"
+BAD_EVAL = [
+    # (id, file, its text, line, field, words): issue 17 acceptance 5, each kind through evaluate.py
+    ("qrels-fraction", "qrels/test.tsv", _Q + "q1\td1\t1\nq1\td2\t0.9\n", 3, "score", "must be an integer relevance (negative allowed), got '0.9'"),
+    ("qrels-inf", "qrels/test.tsv", _Q + "q1\td1\tinf\n", 2, "score", "got 'inf'"),
+    ("qrels-nan", "qrels/test.tsv", _Q + "q1\td1\tNaN\n", 2, "score", "got 'NaN'"),
+    ("qrels-conflict", "qrels/test.tsv", _Q + "q1\td1\t1\nq1\td1\t0\n", 3, "score", "conflicting duplicate of ('q1', 'd1'): 0 here, 1 on line 2"),
+    ("corpus-malformed-json", "corpus.jsonl", '{"_id": "d1", "text": "alpha"}\n{"_id": "d2", "text": \n', 2, None, "malformed JSON"),
+    ("corpus-missing-id", "corpus.jsonl", '{"_id": "d1", "text": "alpha"}\n{"text": "beta"}\n', 2, "_id", "is missing"),
+    ("corpus-duplicate-id", "corpus.jsonl", '{"_id": "d1", "text": "alpha"}\n{"_id": "d1", "text": "beta"}\n', 2, "_id", "duplicate id 'd1' (first seen on line 1)"),
+    ("queries-missing-text", "queries.jsonl", '{"_id": "q1", "text": "alpha?"}\n\n{"_id": "q2"}\n', 3, "text", "is missing"),
+]
+
+
+@pytest.mark.parametrize("rel, text, line, field, words", [b[1:] for b in BAD_EVAL], ids=[b[0] for b in BAD_EVAL])
+def test_bad_input_names_file_line_and_field_and_writes_nothing(tmp_path, capsys, rel, text, line, field, words):
+    root = make_beir(tmp_path / "data" / "toy")
+    (root / rel).write_text(text)
+    rc, out = run_eval(tmp_path, "--data-dir", str(tmp_path / "data"), "--datasets", "toy", "--models", "bm25")
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert f"error: {root / rel}, line {line}:" in err and (f"field '{field}'" in err if field else True) and words in err, err
+    assert not [p for p in out.rglob("*") if p.is_file()] if out.exists() else True  # no result, no leaderboard
+
+
 def test_leaderboard_rerender_without_recompute(tmp_path, scifact_slice, capsys):
     rc, out = run_eval(tmp_path, "--datasets", str(scifact_slice), "--models", "bm25")
     (out / "leaderboard.md").unlink()

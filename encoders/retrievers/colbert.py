@@ -14,10 +14,11 @@ import time
 from importlib.metadata import version
 
 from encoders.colbert import ColbertConfig, ColbertEncoder, is_pylate_folder, load_colbert
+from encoders.dtype import resolve_dtype
 from encoders.loading import maths_versions, resolve_model
 from encoders.retrievers.backbone import default_device, swap_backbone, variant_suffix
 from encoders.retrievers.config import EncodingConfig, IndexConfig, ModelConfig
-from encoders.retrievers.dense import texts_key
+from encoders.retrievers.dense import resolved_dtype, texts_key
 from encoders.retrievers.protocol import Corpus, IndexContext, Queries, Run
 from retrieval import dense
 from retrieval.beir import LazyTexts
@@ -49,7 +50,9 @@ class ColbertRetriever:
     def __init__(self, spec: str, model: ModelConfig, encoding: EncodingConfig, index: IndexConfig):
         self.backend, self.options = backend_for(index.index)  # fail fast, before loading
         self.src = resolve_model(spec, trust_remote_code=model.trust_remote_code)
-        ccfg = ColbertConfig(query_length=encoding.query_length, doc_length=encoding.doc_length, batch_size=encoding.batch_size, dtype=encoding.dtype, device=default_device(encoding.device),
+        device = default_device(encoding.device)
+        self.dtype = resolve_dtype(encoding.dtype, device)  # auto -> fp32 or bf16 for this device, with the reason
+        ccfg = ColbertConfig(query_length=encoding.query_length, doc_length=encoding.doc_length, batch_size=encoding.batch_size, dtype=self.dtype.dtype, device=device,
                              query_prefix=model.query_prefix or None, doc_prefix=model.doc_prefix or None)
         pl = load_colbert(self.src.path, ccfg, trust_remote_code=model.trust_remote_code)
         self.encoder = ColbertEncoder(pl, ccfg)
@@ -70,11 +73,12 @@ class ColbertRetriever:
         return dict(path=str(self.src.path), revision=self.src.revision, pylate_folder=self.pylate_folder, projection_seed=None if self.pylate_folder else self.projection_seed,
                     dim=enc.dim, query_length=enc.query_length, doc_length=enc.doc_length, query_prefix=enc.query_prefix, doc_prefix=enc.doc_prefix,
                     query_expansion=self.expansion[0], attend_to_expansion_tokens=self.expansion[1], skiplist=self.skiplist, versions=maths_versions(),
-                    search=search_settings(self.backend))  # the backend's result-changing defaults: a new default is a new result
+                    search=search_settings(self.backend),  # the backend's result-changing defaults: a new default is a new result
+                    **resolved_dtype(self.dtype))
 
     def provenance(self) -> dict:
-        ident = {k: v for k, v in self.identity().items() if k not in ("path", "revision", "skiplist", "search")}
-        return dict(model_spec=self.spec, model_path=str(self.src.path), model_revision=self.src.revision, kind="colbert", **ident, device=self.device, backbone=self.backbone, timings=self.timings, **self.info)
+        ident = {k: v for k, v in self.identity().items() if k not in ("path", "revision", "skiplist", "search", "dtype_resolved")}
+        return dict(model_spec=self.spec, model_path=str(self.src.path), model_revision=self.src.revision, kind="colbert", **ident, dtype=self.dtype.dtype, dtype_choice=self.dtype.record(), device=self.device, backbone=self.backbone, timings=self.timings, **self.info)
 
     def index(self, corpus: Corpus, ctx: IndexContext) -> None:
         self.ctx, self.doc_ids = ctx, list(corpus)

@@ -20,9 +20,11 @@ NEURAL = ("dpr", "colbert")
 EncoderKind = Literal["dpr", "colbert"]
 Pooling = Literal["mean", "cls", "max"]
 Similarity = Literal["cos", "dot"]
-DType = Literal["fp32", "bf16", "fp16"]
+DType = Literal["fp32", "bf16", "fp16", "auto"]  # auto: encoders.dtype picks bf16 or fp32 for the device
 DocHandling = Literal["truncate", "maxp"]
 AttnBackend = Literal["auto", "sdpa_blocked", "sdpa_loop", "flash_attn", "torch_varlen"]
+FusionMethod = Literal["rrf", "combsum", "combmnz", "wsum"]  # the keys of retrieval.fusion.METHODS
+FusionNorm = Literal["minmax", "zscore", "max", "none"]  # the keys of retrieval.fusion.NORMS
 
 
 def _f(default, help: str, kinds: tuple[str, ...], **meta):
@@ -48,7 +50,9 @@ class EncodingConfig:
     max_length: int | None = _f(None, "dpr: max tokens per text (default: the model's own max_seq_length)", kinds=("dpr",))
     batch_size: int = _f(64, "texts per encoding batch", kinds=NEURAL)
     device: str | None = _f(None, "torch device (default: cuda if available, else cpu)", kinds=NEURAL, group="advanced")
-    dtype: DType = _f("fp32", "encoding precision (fp32 reproduces published numbers)", kinds=NEURAL)
+    # auto is keyed as "auto" here and the retriever keys what it resolved to in its identity(): an auto run
+    # never shares a result with a run that resolved otherwise (nor, being "auto", with an explicit --dtype run).
+    dtype: DType = _f("fp32", "encoding precision (fp32 reproduces published numbers); auto: bf16 where the device runs it natively (a bf16 GPU, or a CPU whose measured bf16 GEMM beats fp32 by 1.3x), else fp32", kinds=NEURAL)
     query_length: int = _f(32, "colbert: query tokens, padded with [MASK] (query expansion)", kinds=("colbert",))
     doc_length: int = _f(300, "colbert: max document tokens (up to 8192 for long documents)", kinds=("colbert",))
     doc_handling: DocHandling = _f("truncate", "dpr, long documents: truncate at --max-length, or maxp (max-length windows, score = best window)", kinds=("dpr",))
@@ -62,6 +66,21 @@ class IndexConfig:
     index: str = _f("flat", "dpr: flat, hnsw, ivfpq or any FAISS factory string; colbert: exact (flat means exact), faiss (ivfpq), plaid or a FAISS factory string", kinds=NEURAL)
     top_k: int = _f(1000, "hits kept per query (recall@1000 needs 1000)", kinds=ALL)
     stream: bool = _f(False, "dpr, large corpora: read documents from disk per shard and build the index shard by shard (memory = index + one shard)", kinds=("dpr",))
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How a ``--models a+b`` entry fuses its components (:mod:`encoders.retrievers.fusion`, :mod:`retrieval.fusion`).
+
+    ``kinds=()``, yet they change scores: their defaults depend on the entry (``a*0.3+b*0.7`` is
+    wsum, ``a+b`` rrf), so the fusion retriever resolves them per entry and keys the resolved
+    values in its ``identity()`` (``--fusion rrf`` and the default are one result; ``--rrf-k``
+    keys only rrf), as ``--models`` is keyed through each retriever's identity.
+    """
+
+    fusion: FusionMethod | None = _f(None, "how a --models a+b entry fuses its components' runs (default: rrf; wsum for a weighted entry a*0.3+b*0.7)", kinds=())
+    norm: FusionNorm | None = _f(None, "per-query score normalisation before fusing (default: the method's own: none for rrf, which reads ranks; minmax for the others)", kinds=())
+    rrf_k: int = _f(60, "rrf: k in 1 / (k + rank) (Cormack et al. 2009)", kinds=())
 
 
 def applies(field, kind: str) -> bool:

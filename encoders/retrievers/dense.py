@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders.dpr import DenseEncoder, DenseEncoderConfig
+from encoders.dtype import resolve_dtype
 from encoders.loading import load_sentence_transformer, maths_versions, resolve_model
 from encoders.retrievers.backbone import default_device, swap_backbone, variant_suffix
 from encoders.retrievers.config import EncodingConfig, IndexConfig, ModelConfig
@@ -30,6 +31,15 @@ from retrieval.metrics import short_queries
 from retrieval.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
+
+
+def resolved_dtype(choice) -> dict:
+    """``{"dtype_resolved": ...}`` when ``--dtype auto`` (an identity entry), else ``{}``.
+
+    The spec keys the requested dtype (``encoding.dtype``); what ``auto`` became is keyed here. An
+    explicit dtype adds nothing, so the keys of fp32 and bf16 runs are what they were before auto.
+    """
+    return {"dtype_resolved": choice.dtype} if choice.requested == "auto" else {}
 
 
 def texts_key(ids: list[str], texts: list[str]) -> str:
@@ -46,8 +56,10 @@ class DenseRetriever:
 
     def __init__(self, spec: str, model: ModelConfig, encoding: EncodingConfig, index: IndexConfig):
         self.src = resolve_model(spec, trust_remote_code=model.trust_remote_code)
-        st = load_sentence_transformer(self.src, pooling=model.pooling, max_length=encoding.max_length, device=default_device(encoding.device), trust_remote_code=model.trust_remote_code)
-        self.encoder = DenseEncoder(st, DenseEncoderConfig(similarity=model.similarity, query_prefix=model.query_prefix, doc_prefix=model.doc_prefix, batch_size=encoding.batch_size, dtype=encoding.dtype))
+        device = default_device(encoding.device)
+        self.dtype = resolve_dtype(encoding.dtype, device)  # auto -> fp32 or bf16 for this device, with the reason
+        st = load_sentence_transformer(self.src, pooling=model.pooling, max_length=encoding.max_length, device=device, trust_remote_code=model.trust_remote_code)
+        self.encoder = DenseEncoder(st, DenseEncoderConfig(similarity=model.similarity, query_prefix=model.query_prefix, doc_prefix=model.doc_prefix, batch_size=encoding.batch_size, dtype=self.dtype.dtype))
         log.info("%s: effective max length %d tokens", self.src.name, self.encoder.max_length)
         self.backbone = swap_backbone(st, model)
         self.model_cfg, self.encoding, self.index_cfg = model, encoding, index
@@ -58,12 +70,13 @@ class DenseRetriever:
 
     def identity(self) -> dict:
         enc = self.encoder
-        return dict(path=str(self.src.path), revision=self.src.revision, max_length=enc.max_length, query_prompt=enc.query_prompt, doc_prompt=enc.doc_prompt, versions=maths_versions())
+        return dict(path=str(self.src.path), revision=self.src.revision, max_length=enc.max_length, query_prompt=enc.query_prompt, doc_prompt=enc.doc_prompt, versions=maths_versions(),
+                    **resolved_dtype(self.dtype))
 
     def provenance(self) -> dict:
-        m, e = self.model_cfg, self.encoding
+        m = self.model_cfg
         return dict(model_spec=self.spec, model_path=str(self.src.path), model_revision=self.src.revision, max_length=self.encoder.max_length, pooling=m.pooling or "model default",
-                    similarity=m.similarity, dtype=e.dtype, query_prefix=self.encoder.query_prompt, doc_prefix=self.encoder.doc_prompt, device=str(self.encoder.model.device), backbone=self.backbone, timings=self.timings, **self.index_info)
+                    similarity=m.similarity, dtype=self.dtype.dtype, dtype_choice=self.dtype.record(), query_prefix=self.encoder.query_prompt, doc_prefix=self.encoder.doc_prompt, device=str(self.encoder.model.device), backbone=self.backbone, timings=self.timings, **self.index_info)
 
     # --- index ---------------------------------------------------------------------------
     def _chunks(self, doc_ids: list[str], texts) -> tuple[list[str], list[str], np.ndarray]:

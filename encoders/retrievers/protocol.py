@@ -14,7 +14,7 @@ not say but the scores depend on: the model's content hash, resolved lengths, li
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -39,10 +39,20 @@ class IndexContext:
     corpus_checksum: str
     dist: Dist = Dist()
     desc: str = ""  # a short label for progress bars, e.g. the dataset name
+    # The context another retriever gets on this corpus, the one it would get run alone (same cache
+    # folder): a retriever built from others (fusion) indexes each of them in its own folder.
+    context_for: Callable[[Retriever], IndexContext] | None = None
+    # Set when the job drops each query's hit on its own id (ArguAna, Quora; benchmarks.quirks): it
+    # then asks ``search`` for k + 1 hits and keeps ``drop_self_hits(run, k)``. A retriever built
+    # from others applies it to each of their runs, so it combines the runs they are scored on.
+    drop_self_hits: Callable[[Run, int], Run] | None = None
 
 
 @runtime_checkable
 class Retriever(Protocol):
+    """A retriever built from others (fusion) also has ``components: tuple[Retriever, ...]``; the
+    pipeline names them, with the result key each has on its own, in the result's provenance."""
+
     kind: str  # "bm25" | "dpr" | "colbert" | any new kind: selects the run-spec settings that key it
     name: str  # display name in tables (derived; never a key)
     distributed: bool  # index() runs on every torchrun rank (it shards its own work)

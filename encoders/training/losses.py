@@ -4,6 +4,8 @@ Losses (ModernBERT paper, arXiv 2412.13663, appendix on retrieval fine-tuning):
     dpr:     mnrl (InfoNCE with in-batch + hard negatives, van den Oord et al. 2018),
              cmnrl (the same with GradCache, Gao et al. 2021: batch >> memory)
     colbert: contrastive, cached-contrastive, distillation (KL to teacher scores, PyLate)
+The contrastive four are encoders/training/contrastive.py's: sentence-transformers' and PyLate's
+maths (equal to them on a batch without ids, tested) with in-batch false negatives masked.
 Optimiser: StableAdamW (torch-optimi; AdamW + per-tensor update clipping, Wortsman et al. 2023) or AdamW.
 """
 
@@ -12,24 +14,28 @@ from __future__ import annotations
 import torch
 
 from encoders.training.config import TrainConfig
+from encoders.training.contrastive import ColbertContrastive, DprContrastive
 
 
-def make_loss(model, loss: str, cfg: TrainConfig):
-    """The loss module for ``loss``; gathers negatives across devices when torch.distributed runs."""
+def make_loss(model, loss: str, cfg: TrainConfig, *, mini_batch_size: int | None = None, guide=None):
+    """The loss module for ``loss``; gathers negatives across devices when torch.distributed runs.
+
+    ``mini_batch_size``: the GradCache chunk of the cached losses (the memory plan's, or
+    ``--mini-batch-size``); ``guide``: a loaded guide model (dpr: GISTEmbed's in-batch filter).
+    """
     gather = torch.distributed.is_available() and torch.distributed.is_initialized()
+    common = {"mask_false_negatives": cfg.mask_false_negatives, "gather_across_devices": gather}
+    cached = loss in ("cmnrl", "cached-contrastive")
+    if cached and not mini_batch_size:
+        raise ValueError(f"loss {loss} needs a mini-batch size (--mini-batch-size or --memory-budget-gb)")
+    mini = mini_batch_size if cached else None
     if loss in ("mnrl", "cmnrl"):
-        from sentence_transformers import losses  # lazy: sentence-transformers is slow to import; only DPR losses need it
+        return DprContrastive(model, scale=cfg.scale, guide=guide, mini_batch_size=mini, **common)
+    if loss in ("contrastive", "cached-contrastive"):
+        return ColbertContrastive(model, mini_batch_size=mini, **common)
+    from pylate import losses as pl  # lazy: pylate pulls fast-plaid; only ColBERT distillation needs it
 
-        if loss == "mnrl":
-            return losses.MultipleNegativesRankingLoss(model, scale=cfg.scale, gather_across_devices=gather)
-        return losses.CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather)
-    from pylate import losses as pl  # lazy: pylate pulls fast-plaid; only ColBERT needs it
-
-    if loss == "contrastive":
-        return pl.Contrastive(model, gather_across_devices=gather)
-    if loss == "cached-contrastive":
-        return pl.CachedContrastive(model, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather)
-    return pl.Distillation(model)
+    return pl.Distillation(model, normalize_scores=cfg.student_minmax)  # labels: teachers.teacher_scores' logits
 
 
 def make_optimizer(named_params, cfg: TrainConfig, no_decay: set[str]) -> torch.optim.Optimizer:

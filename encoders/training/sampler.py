@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 
 from encoders.training.schedule import batch_plan, warmup_batch_size
@@ -11,11 +13,13 @@ class WarmupNoDuplicatesBatchSampler:
     """Batches whose size follows :func:`encoders.training.schedule.batch_plan`, with no text twice in a batch.
 
     Same policy as sentence-transformers' ``NoDuplicatesBatchSampler`` (a sample clashing with
-    the batch waits for a later batch), seeded by ``seed + epoch``.
+    the batch waits for a later batch), seeded by ``seed + epoch``. Columns in ``exclude`` (the
+    collator's label columns, e.g. the false-negative mask's ids) are not texts and are not compared.
     """
 
-    def __init__(self, dataset, *, start: int, end: int, warmup_samples: int, seed: int):
-        self.values = [{str(v) for k, v in row.items() if k != "dataset_name"} for row in dataset]
+    def __init__(self, dataset, *, start: int, end: int, warmup_samples: int, seed: int, exclude: Collection[str] = ()):
+        skip = {"dataset_name", *exclude}
+        self.values = [{str(v) for k, v in row.items() if k not in skip} for row in dataset]
         self.start, self.end, self.warmup_samples, self.seed = start, end, warmup_samples, seed
         self.epoch = 0
 

@@ -17,7 +17,9 @@ loads it, and ``evaluate.py --models output`` evaluates it.
 
 The steps live in their own modules: ``config`` (TrainConfig, loss choice), ``trainset``
 (examples, negatives, teacher scores), ``models`` (student, teacher), ``losses`` (loss,
-optimiser), ``sampler`` (batch-size warmup), ``schedule`` (WSD learning rate), ``mining``.
+optimiser), ``contrastive`` (false-negative-aware InfoNCE, GradCache, the id collator),
+``memory`` (mini-batch from ``--memory-budget-gb``, peak RSS), ``sampler`` (batch-size warmup),
+``schedule`` (WSD learning rate), ``mining``.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ import torch
 from transformers import set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from encoders.training.config import RESUME_FREE, TrainConfig, resolve_device, resolve_loss
+from encoders.dtype import resolve_dtype
+from encoders.training.config import RESUME_FREE, TrainConfig, check_teacher, resolve_device, resolve_loss
+from encoders.training.contrastive import ID_COLUMNS, IdCollator
 from encoders.training.losses import make_loss, make_optimizer
+from encoders.training.memory import MemoryPlan, model_shape, peak_rss_gb, plan_memory, text_bytes
 from encoders.training.mining import MiningConfig
-from encoders.training.models import load_student, maybe_unpad
+from encoders.training.models import load_dense, load_student, maybe_unpad
 from encoders.training.sampler import WarmupNoDuplicatesBatchSampler
 from encoders.training.schedule import wsd_factor
 from encoders.training.trainset import TrainSet, build_train_set
@@ -55,6 +60,7 @@ log = logging.getLogger(__name__)
 MARKER = "checkpoint_complete.json"  # written last into a checkpoint: the folder is complete
 STAGING = ".partial"  # under OUTPUT/checkpoints: where the trainer writes checkpoint-N before the rename
 CHECKPOINT = re.compile(PREFIX_CHECKPOINT_DIR + r"-(\d+)")
+MARKER_DEFAULTS = {"dtype": "fp32"}  # what a marker written before the key existed means: every earlier run trained in fp32
 
 
 # ---------------------------------------------------------------- atomic checkpoints
@@ -128,9 +134,12 @@ def last_checkpoint(output: str) -> str | None:
     return None
 
 
-def run_identity(cfg: TrainConfig, mining: MiningConfig, data_checksum: str | None = None) -> dict:
-    """What a checkpoint's marker records of its run, and what ``--resume`` compares."""
-    ident = {"config": asdict(cfg), "mining": asdict(mining)}
+def run_identity(cfg: TrainConfig, mining: MiningConfig, data_checksum: str | None = None, *, dtype: str = "fp32") -> dict:
+    """What a checkpoint's marker records of its run, and what ``--resume`` compares.
+
+    ``dtype`` is the precision training really runs in (``--dtype auto`` resolved), compared on resume.
+    """
+    ident = {"config": asdict(cfg), "mining": asdict(mining), "dtype": dtype}
     return ident if data_checksum is None else {**ident, "data_checksum": data_checksum}
 
 
@@ -150,8 +159,9 @@ def config_differences(saved: dict, current: dict) -> list[str]:
             if (section != "config" or k not in RESUME_FREE) and old.get(k) != new.get(k):
                 diffs.append(f"{prefix}{k}: {old.get(k)!r} -> {new.get(k)!r}")
     for k in sorted(set(current) - {"config", "mining"}):
-        if saved.get(k) != current[k]:
-            diffs.append(f"{k}: {saved.get(k)!r} -> {current[k]!r}")
+        old = saved.get(k, MARKER_DEFAULTS.get(k))
+        if old != current[k]:
+            diffs.append(f"{k}: {old!r} -> {current[k]!r}")
     return sorted(diffs)
 
 
@@ -191,8 +201,8 @@ def save_final(save: Callable[[str], None], output: Path) -> None:
 # ---------------------------------------------------------------- trainer
 
 
-def make_trainer(model, loss_module, train_set, cfg: TrainConfig, *, collator=None, identity: dict | None = None):
-    """A SentenceTransformerTrainer with our optimiser, WSD schedule, batch sampler and atomic checkpoints marked with ``identity``."""
+def make_trainer(model, loss_module, train_set, cfg: TrainConfig, *, collator=None, identity: dict | None = None, bf16: bool = False):
+    """A SentenceTransformerTrainer with our optimiser, WSD schedule, batch sampler and atomic checkpoints marked with ``identity``; ``bf16``: autocast mixed precision."""
     from sentence_transformers import SentenceTransformerTrainer  # lazy: sentence-transformers is slow to import; only training needs it
 
     class RetrievalTrainer(AtomicCheckpoints, SentenceTransformerTrainer):
@@ -212,17 +222,22 @@ def make_trainer(model, loss_module, train_set, cfg: TrainConfig, *, collator=No
 
         def get_batch_sampler(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
             if cfg.batch_warmup_samples and dataset is self.train_dataset:
-                return WarmupNoDuplicatesBatchSampler(dataset, start=cfg.batch_warmup_start, end=batch_size, warmup_samples=cfg.batch_warmup_samples, seed=seed)
+                return WarmupNoDuplicatesBatchSampler(dataset, start=cfg.batch_warmup_start, end=batch_size, warmup_samples=cfg.batch_warmup_samples, seed=seed,
+                                                      exclude=valid_label_columns or ())
             return super().get_batch_sampler(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
 
-    args = _training_args(cfg, distillation="scores" in train_set.column_names)
+    args = _training_args(cfg, distillation="scores" in train_set.column_names, bf16=bf16)
     trainer = RetrievalTrainer(model=model, args=args, train_dataset=train_set, loss=loss_module, data_collator=collator)
     trainer.checkpoint_identity = identity
     return trainer
 
 
-def _training_args(cfg: TrainConfig, *, distillation: bool):
-    """The trainer's arguments: steps, batch, seeds, checkpointing and logging from ``cfg``."""
+def _training_args(cfg: TrainConfig, *, distillation: bool, bf16: bool = False):
+    """The trainer's arguments: steps, batch, seeds, checkpointing and logging from ``cfg``.
+
+    ``bf16``: mixed precision through accelerate's autocast (``torch.autocast(cpu|cuda, bfloat16)``);
+    the weights and the optimiser state stay fp32.
+    """
     from sentence_transformers import SentenceTransformerTrainingArguments  # lazy: sentence-transformers is slow to import; only training needs it
     from sentence_transformers.training_args import BatchSamplers  # lazy: sentence-transformers is slow to import; only training needs it
 
@@ -243,6 +258,7 @@ def _training_args(cfg: TrainConfig, *, distillation: bool):
         logging_steps=cfg.logging_steps,
         report_to="none",
         use_cpu=resolve_device(cfg) == "cpu",
+        bf16=bf16,
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
@@ -258,24 +274,40 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     """
     t0, c0 = time.time(), time.process_time()
     loss_name = resolve_loss(cfg)
-    resume_from = _resume_from(cfg, run_identity(cfg, mining))  # a changed config fails now, before mining
+    check_teacher(cfg)
+    precision = resolve_dtype(cfg.dtype, resolve_device(cfg), Path(cfg.cache_dir) if cfg.cache_dir else None)
+    resume_from = _resume_from(cfg, run_identity(cfg, mining, dtype=precision.dtype))  # a changed config fails now, before mining
     # Under torchrun, join the process group before the loss is made (it gathers negatives only
     # when torch.distributed is up). Rank 0 mines first; the others then read its mining cache.
     d = distributed.init()
+    precision = d.share(precision)  # every rank trains in rank 0's choice (a CPU probe may differ by rank)
     train_set = _build_main_first(cfg, mining, loss_name, d)
     t_data = time.time() - t0
-    identity = run_identity(cfg, mining, train_set.stats.get("checksum"))
+    identity = run_identity(cfg, mining, train_set.stats.get("checksum"), dtype=precision.dtype)
     if resume_from:
         check_resume(resume_from, identity)  # the same data, too
     set_seed(cfg.seed)  # the student's new layers (ColBERT projection) do not depend on how mining went
     model, src = load_student(cfg)
     backend = maybe_unpad(model, cfg)
-    collator = _collator(model, cfg)
-    loss_module = make_loss(model, loss_name, cfg)
-    trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator, identity=identity)
+    plan = memory_plan(model, cfg, train_set.dataset, loss_name)
+    log.info("%s", plan.describe())
+    if loss_name != "distillation":
+        loss_name = resolve_loss(cfg, cached=plan.cached)
+    # What the plan resolved changes the weights (GradCache chunks draw dropout per mini-batch): --resume compares it.
+    identity = {**identity, "batching": {"loss": loss_name, "mini_batch_size": plan.mini_batch_size}}
+    if resume_from:
+        check_resume(resume_from, identity)
+    guide = load_dense(cfg.guide, cfg, cfg.max_length)[0] if cfg.guide and cfg.encoder == "dpr" and loss_name != "distillation" else None
+    collator = _collator(model, cfg, train_set.dataset)
+    loss_module = make_loss(model, loss_name, cfg, mini_batch_size=plan.mini_batch_size, guide=guide)
+    trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator, identity=identity, bf16=precision.dtype == "bf16")
     t1, c1 = time.time(), time.process_time()
     out = trainer.train(resume_from_checkpoint=resume_from)
     train_wall, train_cpu = time.time() - t1, time.process_time() - c1
+    peak = peak_rss_gb()
+    if getattr(loss_module, "masked_total", None) is not None:
+        log.info("in-batch false negatives masked over the run: %d (query, document) logits", loss_module.masked_total)
+    log.info("peak RSS %.2f GB (this process %.2f GB, children %.2f GB)", peak["peak_rss_gb"], peak["self_gb"], peak["children_gb"])
     if d.world > 1:
         _free_ddp(trainer)
     if not d.is_main:  # rank 0 saves the model and the record
@@ -288,6 +320,7 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
         "config": asdict(cfg),
         "mining": asdict(mining),
         "loss": loss_name,
+        "dtype": precision.record(),
         "student": {"spec": cfg.model, "path": str(src.path), "revision": src.revision},
         "unpadded_backend": backend,
         "data": train_set.stats,
@@ -296,6 +329,11 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
         "world_size": d.world,
         "global_batch_size": cfg.batch_size * d.world,
         "gather_across_devices": bool(getattr(loss_module, "gather_across_devices", False)),
+        "false_negative_mask": bool(getattr(loss_module, "mask_false_negatives", False)) and "false_negative_mask" in train_set.stats,
+        "guide": cfg.guide,
+        "in_batch_negatives_masked": getattr(loss_module, "masked_total", None),  # (query, document) logits left out over the run
+        "memory": {**plan.record(), **peak},
+        "peak_rss_gb": peak["peak_rss_gb"],
         "train_loss": out.training_loss,
         "loss_log": [h["loss"] for h in trainer.state.log_history if "loss" in h],
         "time": {"data_wall_s": round(t_data, 1), "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1), "total_wall_s": round(time.time() - t0, 1), "total_cpu_s": round(time.process_time() - c0, 1)},
@@ -319,13 +357,39 @@ def _build_main_first(cfg: TrainConfig, mining: MiningConfig, loss: str, d: dist
     return train_set
 
 
-def _collator(model, cfg: TrainConfig):
-    """PyLate's ColBERT collator for colbert; None (the trainer's default) for dpr."""
-    if cfg.encoder != "colbert":
-        return None
-    from pylate import utils  # lazy: pylate pulls fast-plaid; only ColBERT needs it
+def _collator(model, cfg: TrainConfig, dataset):
+    """PyLate's ColBERT collator for colbert, sentence-transformers' for dpr; wrapped in
+    :class:`~encoders.training.contrastive.IdCollator` when the train set carries the false-negative ids."""
+    if cfg.encoder == "colbert":
+        from pylate import utils  # lazy: pylate pulls fast-plaid; only ColBERT needs it
 
-    return utils.ColBERTCollator(model.tokenize)
+        inner = utils.ColBERTCollator(model.tokenize)
+    else:
+        from sentence_transformers.data_collator import SentenceTransformerDataCollator  # lazy: sentence-transformers is slow to import; only training needs it
+
+        tok = model.tokenizer
+        inner = SentenceTransformerDataCollator(tokenize_fn=model.tokenize, all_special_ids=set(getattr(tok, "all_special_ids", ())))
+    return IdCollator(inner) if set(ID_COLUMNS) <= set(dataset.column_names) else inner
+
+
+def memory_plan(model, cfg: TrainConfig, dataset, loss: str) -> MemoryPlan:
+    """How each batch goes through ``model`` within ``--memory-budget-gb`` (encoders/training/memory.py).
+
+    Texts per example: the train set's text columns (distillation: the query and its ``n_ways``
+    documents). Texts at full length: ``--max-length`` (dpr) or ``--doc-length`` (colbert, whose
+    token-level MaxSim scores also count, per query row).
+    """
+    shape = model_shape(model)
+    texts = 1 + cfg.n_ways if loss == "distillation" else len([c for c in dataset.column_names if c not in ID_COLUMNS])
+    seq = cfg.doc_length if cfg.encoder == "colbert" else cfg.max_length
+    score = 3 * 4 * cfg.batch_size * (texts - 1) * cfg.query_length * cfg.doc_length if cfg.encoder == "colbert" else 0  # fp32 sim, masked copy, grad
+    plan = plan_memory(budget_gb=cfg.memory_budget_gb, batch_size=cfg.batch_size, texts_per_example=texts, params=shape["params"],
+                       text_bytes_=text_bytes(layers=shape["layers"], hidden=shape["hidden"], heads=shape["heads"], seq=seq),
+                       mini_batch_size=cfg.mini_batch_size, score_bytes_per_query=score)
+    if loss == "distillation" and plan.cached:
+        log.warning("distillation has no cached (GradCache) variant: the whole batch (~%.1f GB estimated) goes through at once; "
+                    "lower --batch-size or --n-ways to stay within --memory-budget-gb %g", plan.whole_batch_gb, cfg.memory_budget_gb)
+    return plan
 
 
 def _resume_from(cfg: TrainConfig, identity: dict) -> str | None:

@@ -23,6 +23,16 @@ NOT_KEYED = {
     "save_run": "an extra file, same numbers",
     "leaderboard": "render only",
     "layout": "render only",
+    "fusion": "resolved per --models a+b entry (the default depends on its weights) and keyed, resolved, in the fusion retriever's identity",
+    "norm": "resolved per fusion entry (the method's default) and keyed in the fusion retriever's identity",
+    "rrf_k": "keyed in the fusion retriever's identity when the method is rrf, the only one that reads it",
+    "baseline": "render only: significance markers in the tables",
+    "test": "render only",
+    "correction": "render only",
+    "alpha": "render only",
+    "permutations": "render only",
+    "bootstrap": "render only",
+    "stats_seed": "render only",
 }
 KINDS = ("bm25", "dpr", "colbert", "toy")
 

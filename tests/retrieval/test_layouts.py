@@ -133,6 +133,16 @@ BAD = [
     ("hf-fraction", _bad(HF_OK, "qrels/test.jsonl", J({"query-id": "q1", "corpus-id": "c1", "score": 0.9}) + "\n"), "qrels/test.jsonl", 1, "score", "must be an integer"),
     ("hf-conflict", _bad(HF_OK, "qrels/test.jsonl", J({"query-id": "q1", "corpus-id": "c1", "score": 1}) + "\n" + J({"query-id": "q1", "corpus-id": "c1", "score": 2}) + "\n"), "qrels/test.jsonl", 2, "score", "conflicting duplicate"),
     ("hf-bad-json", _bad(HF_OK, "queries/queries.jsonl", "{\"_id\": \"q1\", \"text\": \"a\"\n"), "queries/queries.jsonl", 1, None, "malformed JSON"),
+    # issue 17 acceptance 5: the other bad kinds, through the converters too
+    ("hf-inf", _bad(HF_OK, "qrels/test.jsonl", J({"query-id": "q1", "corpus-id": "c1", "score": 1}) + "\n" + '{"query-id": "q1", "corpus-id": "c2", "score": Infinity}\n'), "qrels/test.jsonl", 2, "score", "got inf"),
+    ("hf-nan", _bad(HF_OK, "qrels/test.jsonl", '{"query-id": "q1", "corpus-id": "c1", "score": NaN}\n'), "qrels/test.jsonl", 1, "score", "got nan"),
+    ("hf-fraction-string", _bad(HF_OK, "qrels/test.jsonl", J({"query-id": "q1", "corpus-id": "c1", "score": "1.7"}) + "\n"), "qrels/test.jsonl", 1, "score", "got '1.7'"),
+    ("hf-query-no-text", _bad(HF_OK, "queries/queries.jsonl", J({"_id": "q1", "text": "a"}) + "\n" + J({"_id": "q2"}) + "\n"), "queries/queries.jsonl", 2, "text", "is missing"),
+    ("le-fraction", _bad(LONGEMBED_OK, "qrels.jsonl", J({"qid": "q1", "doc_id": "d1", "score": 0.5}) + "\n"), "qrels.jsonl", 1, "score", "must be an integer"),
+    ("le-conflict", _bad(LONGEMBED_OK, "qrels.jsonl", J({"qid": "q1", "doc_id": "d1"}) + "\n" + J({"qid": "q1", "doc_id": "d1", "score": 2}) + "\n"), "qrels.jsonl", 2, "score", "conflicting duplicate of ('q1', 'd1'): 2 here, 1 on line 1"),
+    ("le-doc-no-id", _bad(LONGEMBED_OK, "corpus.jsonl", J({"doc_id": "d1", "text": "x"}) + "\n" + J({"text": "y"}) + "\n"), "corpus.jsonl", 2, "doc_id", "is missing"),
+    ("le-query-no-text", _bad(LONGEMBED_OK, "queries.jsonl", J({"qid": "q1"}) + "\n"), "queries.jsonl", 1, "text", "is missing"),
+    ("mldr-query-bad-json", _bad(MLDR_OK, "test.jsonl", "{\"query_id\": \"q\",\n"), "test.jsonl", 1, None, "malformed JSON"),
 ]
 
 
@@ -168,3 +178,31 @@ def test_converters_reject_non_utf8_with_line(tmp_path, layout, files, bad_file)
     n_lines = (src / bad_file).read_bytes().count(b"\n")
     with pytest.raises(DataError, match=rf"{bad_file}, line {n_lines}: is not valid UTF-8 \(byte 0xe9"):
         layouts.as_beir(src, tmp_path / "cache")
+
+
+def test_hf_parquet_nan_score_names_file_and_row(tmp_path):
+    """A float parquet qrels column with NaN (a common export artefact) is refused with file, row and field."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = write_files(tmp_path / "src", {k: v for k, v in HF_OK.items() if not k.startswith("qrels")})
+    (src / "qrels").mkdir()
+    pq.write_table(pa.Table.from_pylist([{"query-id": "q1", "corpus-id": "c1", "score": 1.0}, {"query-id": "q1", "corpus-id": "c2", "score": float("nan")}]), src / "qrels" / "test.parquet")
+    with pytest.raises(DataError) as e:
+        layouts.as_beir(src, tmp_path / "cache")
+    assert (e.value.path, e.value.line, e.value.field) == (str(src / "qrels" / "test.parquet"), 2, "score")
+    assert "row 2: field 'score' must be an integer relevance" in str(e.value)
+
+
+@pytest.mark.parametrize("rel, text, line, field, words", [
+    ("qrels/test.jsonl", J({"query-id": "q1", "corpus-id": "c1", "score": 0.9}) + "\n", 1, "score", "must be an integer relevance"),
+    ("corpus/corpus.jsonl", J({"_id": "c1", "text": "x"}) + "\n" + J({"_id": "c1", "text": "y"}) + "\n", 2, "_id", "duplicate id 'c1'"),
+])
+def test_bad_converted_folder_through_evaluate_writes_no_result(tmp_path, capsys, rel, text, line, field, words):
+    src = write_files(tmp_path / "data" / "snap", {**HF_OK, rel: text})
+    out = tmp_path / "out"
+    rc = evaluate.main(["--data-dir", str(tmp_path / "data"), "--datasets", "snap", "--models", "bm25", "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"error: {src / rel}, line {line}: field '{field}'" in err and words in err, err
+    assert not [p for p in out.rglob("*") if p.is_file()] if out.exists() else True
+    assert not list((tmp_path / "cache").rglob("*.jsonl"))  # nothing converted

@@ -1,0 +1,147 @@
+"""Distillation teachers: normalisation and temperature on hand-made scores, fusion of teachers, BM25 / MaxSim / cosine
+teachers, and a tiny end-to-end ColBERT distillation from a fused bm25+dense teacher."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_slice
+from encoders.bm25 import bm25_search
+from encoders.training import teachers as T
+from encoders.training.config import TrainConfig, check_teacher
+from encoders.training.mining import MiningConfig
+
+# ---------------------------------------------------------------- normalisation and temperature (pure)
+
+
+def test_normalize_scores_hand_made():
+    s = torch.tensor([[4.0, 2.0, 0.0, 2.0], [1.0, 1.0, 1.0, 1.0]])  # (n=2, n_ways=4)
+    assert torch.equal(T.normalize_scores(s, "minmax"), torch.tensor([[1.0, 0.5, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0]]))
+    z = T.normalize_scores(s, "zscore")  # row 0: mean 2, population std sqrt(2)
+    torch.testing.assert_close(z[0], torch.tensor([2.0, 0.0, -2.0, 0.0]) / math.sqrt(2))
+    assert torch.equal(z[1], torch.zeros(4))  # equal scores: 0, never 0/0
+    assert torch.equal(T.normalize_scores(s, "none"), s)
+    with pytest.raises(ValueError, match="none, minmax, zscore"):
+        T.normalize_scores(s, "max")
+    with pytest.raises(ValueError, match=r"\(n, n_ways\)"):
+        T.normalize_scores(s[0], "minmax")
+
+
+def test_logits_and_targets():
+    s = torch.tensor([[0.9, 0.5, 0.1]])
+    # norm none, T 1: softmax(scale * s), what distillation did before these options
+    torch.testing.assert_close(T.teacher_targets(s, scale=20.0), torch.softmax(20.0 * s, dim=1))
+    assert torch.allclose(T.teacher_logits(s, norm="minmax", temperature=0.25), torch.tensor([[4.0, 2.0, 0.0]]))
+    # minmax removes the scale; a lower temperature sharpens
+    torch.testing.assert_close(T.teacher_logits(s, norm="minmax", scale=20.0), T.teacher_logits(s, norm="minmax"))
+    sharp, flat = T.teacher_targets(s, norm="minmax", temperature=0.25), T.teacher_targets(s, norm="minmax", temperature=4.0)
+    assert sharp[0, 0] > 0.85 and flat[0, 0] < 0.4 and torch.allclose(sharp.sum(1), torch.ones(1))
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="temperature"):
+            T.teacher_logits(s, temperature=bad)
+
+
+# ---------------------------------------------------------------- fusing teachers
+
+
+def test_fuse_candidate_scores():
+    bm25 = [[12.0, 4.0, 8.0], [1.0, 3.0, 2.0]]  # (n=2, n_ways=3)
+    dense = [[0.5, 0.9, 0.1], [0.3, 0.3, 0.9]]
+    # combsum over per-query minmax: row 0 bm25 -> [1, 0, .5], dense -> [.5, 1, 0]
+    assert T.fuse_candidate_scores([bm25, dense]) == [[1.5, 1.0, 0.5], [0.0, 1.0, 1.5]]
+    assert T.fuse_candidate_scores([bm25, dense], weights=[0.25, 0.75]) == [[0.625, 0.75, 0.125], [0.0, 0.25, 0.875]]
+    rrf = T.fuse_candidate_scores([bm25, dense], method="rrf", k=0)  # row 0 ranks: bm25 0,2,1 -> 1st,3rd,2nd; dense 2nd,1st,3rd
+    assert rrf[0] == pytest.approx([1 + 1 / 2, 1 / 3 + 1, 1 / 2 + 1 / 3])
+    with pytest.raises(ValueError, match="same candidates"):
+        T.fuse_candidate_scores([bm25, [[1.0, 2.0]]])
+    with pytest.raises(ValueError, match="at least two"):
+        T.fuse_candidate_scores([bm25])
+
+
+def test_parse_teacher_and_early_checks():
+    assert T.parse_teacher("bm25+minilm") == [("bm25", None), ("minilm", None)]
+    assert T.parse_teacher("runs/dpr") == [("runs/dpr", None)]
+    check_teacher(TrainConfig(encoder="colbert", teacher="bm25*0.3+minilm*0.7"))
+    with pytest.raises(ValueError, match="weight"):
+        check_teacher(TrainConfig(encoder="colbert", teacher="bm25*0.3+minilm"))
+    with pytest.raises(ValueError, match="temperature"):
+        check_teacher(TrainConfig(encoder="colbert", teacher="bm25", teacher_temperature=0.0))
+
+
+def test_teacher_scores_fuses_then_normalises(monkeypatch):
+    raw = {"bm25": [[10.0, 0.0, 5.0]], "dense": [[0.2, 0.6, 1.0]]}
+    monkeypatch.setattr(T, "one_teacher_scores", lambda name, q, d, cfg, corpus: raw[name])
+    cfg = TrainConfig(encoder="colbert", teacher="bm25+dense", teacher_norm="minmax", teacher_temperature=0.5)
+    # combsum of minmax: [1 + 0, 0 + .5, .5 + 1] = [1, .5, 1.5] -> minmax [.5, 0, 1] -> / 0.5
+    np.testing.assert_allclose(T.teacher_scores(["q"], [["a", "b", "c"]], cfg), [[1.0, 0.0, 2.0]])
+    single = dataclasses.replace(cfg, teacher="dense", teacher_norm="none", teacher_temperature=1.0, teacher_scale=10.0)
+    np.testing.assert_allclose(T.teacher_scores(["q"], [["a", "b", "c"]], single), [[2.0, 6.0, 10.0]])
+
+
+# ---------------------------------------------------------------- the teachers themselves
+
+
+def test_bm25_teacher_scores_what_bm25_retrieval_scores():
+    corpus = {"d1": {"title": "", "text": "protein folding in cells"}, "d2": {"title": "", "text": "aspirin and heart disease"},
+              "d3": {"title": "", "text": "cells divide and cells grow"}, "d4": {"title": "", "text": "the weather today"}}
+    texts = {d: c["text"] for d, c in corpus.items()}  # doc_text of an empty title is the text alone
+    queries = {"q1": "how do cells fold protein", "q2": "heart aspirin"}
+    run = bm25_search(corpus, queries, k=4)
+    cands = [["d1", "d3", "d4"], ["d2", "d1", "d4"]]
+    got = T.bm25_candidate_scores(list(queries.values()), [[texts[d] for d in row] for row in cands], list(texts.values()))
+    want = [[run[q].get(d, 0.0) for d in row] for q, row in zip(queries, cands)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got[0][0] > got[0][1] > 0 and got[0][2] == 0.0
+    assert T.bm25_candidate_scores(["zzz unknownword"], [["protein folding in cells"]], list(texts.values())) == [[0.0]]
+
+
+class ToyColbert:
+    """encode_queries / encode_documents as a ColbertEncoder: fixed token embeddings per text."""
+
+    tokens = {"q": np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32),
+              "a": np.array([[1.0, 0.0], [0.0, 0.5]], dtype=np.float32), "b": np.array([[0.0, 2.0], [3.0, 3.0]], dtype=np.float32)}
+
+    def encode_queries(self, texts):
+        return [self.tokens[t] for t in texts]
+
+    def encode_documents(self, texts):
+        return [self.tokens[t] for t in texts]
+
+
+def test_colbert_teacher_is_maxsim():
+    assert T.colbert_candidate_scores(ToyColbert(), ["q"], [["a", "b", "a"]]) == [[1.5, 6.0, 1.5]]  # a: 1 + .5; b: 3 + 3
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def train_slice(data_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("kd-data")
+    write_slice(data_dir / "scifact", root / "sf", n_queries=8, extra_docs=40, split="train")
+    return root
+
+
+def test_tiny_colbert_distills_from_a_fused_bm25_dense_teacher(train_slice, tiny_bert, tmp_path):
+    from encoders.training.trainer import train
+    from encoders.training.trainset import build_train_set
+
+    mining = MiningConfig(method="bm25", rank_start=1, rank_end=20, count=3, margin=None, max_ratio=None)
+    cfg = TrainConfig(encoder="colbert", model=str(tiny_bert), data_dir=str(train_slice), train_data="sf", output=str(tmp_path / "kd"),
+                      teacher=f"bm25+{tiny_bert}", teacher_norm="minmax", teacher_temperature=0.5, n_ways=4, batch_size=4, max_steps=3,
+                      save_steps=100, logging_steps=1, query_length=16, doc_length=32, max_length=32, cache_dir=str(train_slice / "cache"),
+                      device="cpu", seed=3, lr=1e-3)
+    labels = np.array(build_train_set(cfg, mining, "distillation").dataset["scores"])  # (n, n_ways)
+    assert labels.shape[1] == 4
+    np.testing.assert_allclose(labels.max(1), 2.0)  # minmax / T=0.5: each query's best candidate 2, worst 0
+    np.testing.assert_allclose(labels.min(1), 0.0)
+    rec = train(cfg, mining)
+    assert rec["loss"] == "distillation" and rec["steps"] == 3
+    assert len(rec["loss_log"]) == 3 and all(math.isfinite(x) and x >= 0 for x in rec["loss_log"])
+    assert rec["config"]["teacher_norm"] == "minmax" and rec["config"]["teacher_temperature"] == 0.5
