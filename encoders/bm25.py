@@ -25,17 +25,27 @@ class BM25Config:
     stemmer: str = "english"  # Snowball language for PyStemmer; "" disables stemming
 
 
+class BM25Index:
+    """A bm25s index over ``texts`` (row i = ``texts[i]``) and the one tokeniser its queries must use."""
+
+    def __init__(self, texts: list[str], cfg: BM25Config = BM25Config()):
+        stemmer = Stemmer.Stemmer(cfg.stemmer) if cfg.stemmer else None
+        self.tok = dict(stopwords=cfg.stopwords, stemmer=stemmer, show_progress=False)
+        self.bm25 = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.method)
+        self.bm25.index(bm25s.tokenize(texts, **self.tok), show_progress=False)
+
+    def query_tokens(self, queries: list[str]):
+        """Strings (not ids), so the query vocabulary maps onto the corpus vocabulary."""
+        return bm25s.tokenize(queries, return_ids=False, **self.tok)
+
+
 def bm25_search(corpus: Corpus, queries: Queries, k: int, cfg: BM25Config = BM25Config(), *, ignore_identical_ids: bool = False) -> Run:
     """Rank ``corpus`` for each query; returns a BEIR run with at most ``k`` hits per query."""
     doc_ids = list(corpus)
-    stemmer = Stemmer.Stemmer(cfg.stemmer) if cfg.stemmer else None
-    tok = dict(stopwords=cfg.stopwords, stemmer=stemmer, show_progress=False)
-    corpus_tokens = bm25s.tokenize([doc_text(corpus[d]) for d in doc_ids], **tok)
-    retriever = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.method)
-    retriever.index(corpus_tokens, show_progress=False)
+    index = BM25Index([doc_text(corpus[d]) for d in doc_ids], cfg)
+    retriever = index.bm25
     qids = list(queries)
-    # Strings (not ids) so the query vocabulary maps onto the corpus vocabulary.
-    query_tokens = bm25s.tokenize([queries[q] for q in qids], return_ids=False, **tok)
+    query_tokens = index.query_tokens([queries[q] for q in qids])
     kk = min(len(doc_ids), k + int(ignore_identical_ids))
     idx, scores = retriever.retrieve(query_tokens, k=kk, show_progress=progress.enabled(), n_threads=0)
     run: Run = {}

@@ -27,12 +27,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import bm25s
 import numpy as np
-import Stemmer
 import torch
 
-from encoders.bm25 import BM25Config
+from encoders.bm25 import BM25Config, BM25Index
 from encoders.colbert import ColbertConfig, ColbertEncoder, is_pylate_folder, load_colbert
 from encoders.dpr import DenseEncoder, DenseEncoderConfig
 from encoders.loading import resolve_model
@@ -137,16 +135,13 @@ def parse_teacher(spec: str) -> list[tuple[str, float | None]]:
 def bm25_candidate_scores(queries: Sequence[str], docs: Sequence[Sequence[str]], corpus: Sequence[str], cfg: BM25Config = BM25Config()) -> list[list[float]]:
     """BM25 scores ``(n, n_ways)`` of each query's candidate texts, with IDF and length norm from ``corpus``.
 
-    The tokenisation and parameters of :func:`encoders.bm25.bm25_search`, so a candidate scores
+    The index and tokeniser of :func:`encoders.bm25.bm25_search` (:class:`encoders.bm25.BM25Index`), so a candidate scores
     what BM25 retrieval gives it. A candidate text missing from ``corpus`` is added to it.
     """
     texts = list(dict.fromkeys([*corpus, *(d for row in docs for d in row)]))  # unique, corpus order first
     row_of = {t: i for i, t in enumerate(texts)}
-    stemmer = Stemmer.Stemmer(cfg.stemmer) if cfg.stemmer else None
-    tok = dict(stopwords=cfg.stopwords, stemmer=stemmer, show_progress=False)
-    index = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.method)
-    index.index(bm25s.tokenize(texts, **tok), show_progress=False)
-    q_tokens = bm25s.tokenize(list(queries), return_ids=False, **tok)  # strings: mapped onto the corpus vocabulary
+    bm25 = BM25Index(texts, cfg)
+    index, q_tokens = bm25.bm25, bm25.query_tokens(list(queries))
     vocab = index.vocab_dict
     out = []
     for tokens, row in zip(q_tokens, docs):
