@@ -22,14 +22,13 @@ import difflib
 import html
 import io
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.longdoc import parse_name
 from benchmarks.plots import BarPanel, Differences, LengthPanel, draw_differences, draw_paper, length_curves, sorted_differences
-from benchmarks.results import Result, load_results
+from benchmarks.results import Result, load_results, slug
 from benchmarks.significance import Comparison, adjust, bootstrap_ci, compare
 from benchmarks.spec import CompareConfig
 from retrieval.io import atomic_write_text
@@ -189,7 +188,7 @@ def table_marks(results: list[Result], config: CompareConfig, baseline: Sequence
     it). Raw p-values per column (:func:`benchmarks.significance.compare`, ``correction="none"``),
     then one correction over the whole table.
     """
-    cols, rows, cell = picked(results, metric)
+    cols, _, cell = picked(results, metric)
     base_ids = {identity(r) for r in baseline}
     base_row = next((key[:2] for key, r in cell.items() if identity(r) in base_ids), None)
     scores, ci, missing = {}, {}, []
@@ -371,10 +370,6 @@ def write_leaderboard(folder: Path, compare: CompareConfig | None = None) -> lis
 # ---- per-query pictures -------------------------------------------------------------------------
 
 
-def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", s).strip("_")
-
-
 def per_query_differences(results: list[Result], compare: CompareConfig, metric: str = "ndcg@10") -> list[tuple[str, Differences]]:
     """``(file name, sorted differences)`` for each (row, baseline, dataset) that both have per-query scores.
 
@@ -388,7 +383,7 @@ def per_query_differences(results: list[Result], compare: CompareConfig, metric:
     for (lab, enc, col) in marks.comparisons:
         d = sorted_differences(marks.scores[(lab, enc, col)], marks.scores[(*marks.baseline, col)], names=(lab, marks.baseline[0]), dataset=col, metric=metric, n=compare.bootstrap, seed=compare.stats_seed)
         who = lab if labels.count(lab) == 1 else f"{lab}-{enc}"
-        out.append((f"{_slug(who)}-vs-{_slug(marks.baseline[0])}__{_slug(col)}.png", d))
+        out.append((f"{slug(who)}-vs-{slug(marks.baseline[0])}__{slug(col)}.png", d))
     return out
 
 

@@ -44,7 +44,8 @@ class Result:
         return result_stem(self.model, self.encoder, self.dataset, self.split, self.config_key)
 
 
-def _slug(s: str) -> str:
+def slug(s: str) -> str:
+    """A file-name-safe form of a display name: e.g. ``BM25+MiniLM (rrf)`` -> ``BM25+MiniLM_rrf``."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", s).strip("_")
 
 
@@ -53,7 +54,7 @@ KEY_CHARS = 12  # of config_key in a file name
 
 def result_stem(model: str, encoder: str, dataset: str, split: str, key: str) -> str:
     """``all-MiniLM-L6-v2__dpr__scifact__test__3f9c0a1b2c4d``."""
-    return "__".join(_slug(x) for x in (model, encoder, dataset, split, key[:KEY_CHARS]))
+    return "__".join(slug(x) for x in (model, encoder, dataset, split, key[:KEY_CHARS]))
 
 
 def save_result(result: Result, folder: Path) -> Path:
