@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from encoders.training.config import TrainConfig  # noqa: E402  (after the path insert)
+
 
 def shared_data_dir() -> Path | None:
     for cand in (os.environ.get("RETRIEVAL_DATA_DIR"), ROOT.parent / "shared" / "data"):
@@ -69,6 +71,21 @@ def write_slice(src: Path, dst: Path, *, n_queries: int, extra_docs: int, split:
 def scifact_slice(data_dir, tmp_path_factory) -> Path:
     """30 SciFact test queries, their relevant abstracts and 170 distractors."""
     return write_slice(data_dir / "scifact", tmp_path_factory.mktemp("slice") / "scifact", n_queries=30, extra_docs=170)
+
+
+@pytest.fixture(scope="session")
+def train_slice(data_dir, tmp_path_factory) -> Path:
+    """16 SciFact *train* queries, their abstracts and 60 distractors, as BEIR folder ``sf`` (training tests)."""
+    root = tmp_path_factory.mktemp("train-data")
+    write_slice(data_dir / "scifact", root / "sf", n_queries=16, extra_docs=60, split="train")
+    return root
+
+
+def tiny_train_cfg(root: Path, model: Path, out: Path, **kw) -> TrainConfig:
+    """A TrainConfig for ``train_slice``: 4 steps of batch 4 at 32 tokens on CPU; ``kw`` overrides any field."""
+    base = dict(model=str(model), data_dir=str(root), train_data="sf", output=str(out), batch_size=4, max_steps=4, save_steps=2,
+                max_length=32, query_length=16, doc_length=32, logging_steps=1, cache_dir=str(root / "cache"), device="cpu", seed=7)
+    return TrainConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ class TrainConfig:
     memory_budget_gb: float = _f(4.0, "peak memory the run aims at: sizes the GradCache mini-batch (encoders/training/memory.py: documented estimate; 4 GB: MiniLM's defaults peak ~3.9 GB RSS)")
     mask_false_negatives: bool = _f(True, "in-batch loss: leave out (-inf logit) every in-batch document the qrels mark relevant to the query, not only its own positive (BEIR, JSONL: same query text)")
     guide: str | None = _f(None, "GISTEmbed guide (a dense model alias/folder): drops mined negatives it scores above the positive, and for dpr also in-batch ones (costs a second model)")
+    max_pairs_per_query: int = _f(0, "keep at most this many examples per query (seeded pick; 0: all): stops queries with hundreds of weak qrels (NFCorpus) from dominating; applied before --max-examples (a save_to_disk folder: after, it is subsampled while read)")
     max_examples: int = _f(0, "subsample this many training examples (seeded; 0: all)")
     seed: int = _f(42, "seeds model init, data order, mining sampling and dropout")
     max_length: int = _f(256, "dpr: max tokens per text while training")

@@ -302,7 +302,7 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     loss_module = make_loss(model, loss_name, cfg, mini_batch_size=plan.mini_batch_size, guide=guide)
     trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator, identity=identity, bf16=precision.dtype == "bf16")
     t1, c1 = time.time(), time.process_time()
-    out = trainer.train(resume_from_checkpoint=resume_from)
+    out = _train(trainer, resume_from)
     train_wall, train_cpu = time.time() - t1, time.process_time() - c1
     peak = peak_rss_gb()
     if getattr(loss_module, "masked_total", None) is not None:
@@ -334,7 +334,7 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
         "in_batch_negatives_masked": getattr(loss_module, "masked_total", None),  # (query, document) logits left out over the run
         "memory": {**plan.record(), **peak},
         "peak_rss_gb": peak["peak_rss_gb"],
-        "train_loss": out.training_loss,
+        "train_loss": out.training_loss if out is not None else None,  # None: resumed at the last step, nothing trained here
         "loss_log": [h["loss"] for h in trainer.state.log_history if "loss" in h],
         "time": {"data_wall_s": round(t_data, 1), "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1), "total_wall_s": round(time.time() - t0, 1), "total_cpu_s": round(time.process_time() - c0, 1)},
         "git_commit": git_commit(),
@@ -390,6 +390,24 @@ def memory_plan(model, cfg: TrainConfig, dataset, loss: str) -> MemoryPlan:
         log.warning("distillation has no cached (GradCache) variant: the whole batch (~%.1f GB estimated) goes through at once; "
                     "lower --batch-size or --n-ways to stay within --memory-budget-gb %g", plan.whole_batch_gb, cfg.memory_budget_gb)
     return plan
+
+
+def _train(trainer, resume_from: str | None):
+    """``trainer.train``, except for a checkpoint already at its run's last step: its weights are loaded, nothing is trained.
+
+    transformers checks ``max_steps`` only after a step, so resuming a finished run from a mid-epoch
+    checkpoint would take one step more than the uninterrupted run did.
+    """
+    from transformers import TrainerState  # lazy: transformers' trainer is slow to import; only training needs it
+
+    if resume_from and (Path(resume_from) / "trainer_state.json").is_file():
+        state = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json"))
+        if state.max_steps and state.global_step >= state.max_steps:
+            log.info("--resume: %s is the run's last step (%d); loading its weights, nothing left to train", resume_from, state.global_step)
+            trainer._load_from_checkpoint(resume_from)
+            trainer.state = state
+            return None
+    return trainer.train(resume_from_checkpoint=resume_from)
 
 
 def _resume_from(cfg: TrainConfig, identity: dict) -> str | None:

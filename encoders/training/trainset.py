@@ -45,6 +45,11 @@ def build_train_set(cfg: TrainConfig, mining: MiningConfig, loss: str) -> TrainS
         return _msmarco_train_set(cfg, loss)
     stats: dict = {"train_data": cfg.train_data}
     ex, ds = _load_examples(src, cfg, stats)
+    if cfg.max_pairs_per_query:
+        keep = cap_per_query(ex.qids or ex.queries, cfg.max_pairs_per_query, cfg.seed)
+        log.info("--max-pairs-per-query %d: %d of %d examples kept", cfg.max_pairs_per_query, len(keep), len(ex.queries))
+        stats["pairs_per_query_cap"] = {"cap": cfg.max_pairs_per_query, "before": len(ex.queries), "after": len(keep)}
+        ex = _select(ex, keep)
     keep = _subsample(len(ex.queries), cfg.max_examples, cfg.seed)
     ex = _select(ex, keep)
     stats["examples"] = len(keep)
@@ -117,6 +122,23 @@ def _load_examples(src, cfg: TrainConfig, stats: dict) -> tuple[Examples, BeirDa
     ds = load_beir(resolve(src.name, cfg.data_dir), src.split)
     stats.update(checksum=ds.checksum, dataset=ds.name, split=ds.split)
     return beir_examples(ds), ds
+
+
+def cap_per_query(keys: list[str], cap: int, seed: int) -> list[int]:
+    """Indices keeping at most ``cap`` examples per key (qid, or query text without ids), seeded, in original order.
+
+    Each key's examples are shuffled with one seeded permutation of all indices, so the pick does
+    not depend on the order keys appear in.
+    """
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(keys), generator=g).tolist()
+    taken: dict[str, int] = {}
+    keep = []
+    for i in order:
+        if taken.get(keys[i], 0) < cap:
+            taken[keys[i]] = taken.get(keys[i], 0) + 1
+            keep.append(i)
+    return sorted(keep)
 
 
 def _subsample(n: int, k: int, seed: int) -> list[int]:

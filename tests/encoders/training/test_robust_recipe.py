@@ -15,7 +15,7 @@ from encoders.training.memory import OPTIMIZER_BYTES_PER_PARAM, RUNTIME_GB, mode
 from encoders.training.mining import MiningConfig
 from encoders.training.sampler import WarmupNoDuplicatesBatchSampler
 from encoders.training.trainer import config_differences, run_identity, train
-from encoders.training.trainset import build_train_set
+from encoders.training.trainset import build_train_set, cap_per_query
 
 # q1 and q2 share d2: with both in a batch, d2 (q2's positive) is a false negative for q1 and the other way round.
 CORPUS = [{"_id": f"d{i}", "title": "", "text": t} for i, t in enumerate([
@@ -70,6 +70,27 @@ def test_jsonl_ids_group_positives_by_query_text(tiny_bert, tmp_path):
     p1, p2 = ids["p1"][DOC_IDS][0], ids["p2"][DOC_IDS][0]
     assert ids["p1"][RELEVANT_IDS] == ids["p2"][RELEVANT_IDS] == sorted([p1, p2])
     assert ids["p3"][DOC_IDS][1] == p1  # the same text is the same id: q b's negative is q a's positive
+
+
+def test_cap_per_query_keeps_at_most_cap_per_key_seeded_and_in_order():
+    keys = ["a", "a", "a", "b", "c", "c", "a"]
+    keep = cap_per_query(keys, 2, seed=5)
+    assert keep == sorted(keep) and keep == cap_per_query(keys, 2, seed=5)
+    picked = [keys[i] for i in keep]
+    assert picked.count("a") == 2 and picked.count("b") == 1 and picked.count("c") == 2
+    assert cap_per_query(keys, 1, seed=5) != cap_per_query(keys, 1, seed=6) or len(set(keys)) == len(keys)  # the seed picks
+    assert {keys[i] for i in cap_per_query(keys, 1, seed=0)} == {"a", "b", "c"} and cap_per_query(keys, 9, seed=0) == list(range(7))
+
+
+def test_max_pairs_per_query_caps_beir_pairs_and_records_it(beir_root, tiny_bert, tmp_path):
+    ts = build_train_set(cfg_for(beir_root, tiny_bert, tmp_path / "x", max_pairs_per_query=1), BM25, "mnrl")
+    anchors = [r["anchor"] for r in ts.dataset.to_list()]
+    assert sorted(anchors) == sorted(q["text"] for q in QUERIES)  # one pair for each of the 4 queries (q1..q3 had 2)
+    assert ts.stats["pairs_per_query_cap"] == {"cap": 1, "before": 7, "after": 4}
+    q1 = next(r for r in ts.dataset.to_list() if r["anchor"] == "why do cats purr")
+    assert q1[RELEVANT_IDS] == [1, 2]  # the mask still sees all of the query's qrels, not only the kept pair
+    a, b = (run_identity(TrainConfig(max_pairs_per_query=n), MiningConfig(), "x") for n in (0, 1))
+    assert config_differences(a, b) == ["max_pairs_per_query: 0 -> 1"]  # a weight-changing setting: --resume refuses it
 
 
 def test_warmup_sampler_ignores_the_id_columns():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_slice
+from conftest import tiny_train_cfg
 from encoders import dtype as dt
 from encoders.training import trainer as trainer_mod
 from encoders.training.config import TrainConfig
@@ -20,17 +20,9 @@ from encoders.training.trainer import MARKER, config_differences, train
 BM25 = MiningConfig(method="bm25", rank_start=1, rank_end=20, count=1, margin=None, max_ratio=None)
 
 
-@pytest.fixture(scope="module")
-def train_slice(data_dir, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train-dtype")
-    write_slice(data_dir / "scifact", root / "sf", n_queries=8, extra_docs=30, split="train")
-    return root
-
-
-def tiny_cfg(root: Path, model: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(model=str(model), data_dir=str(root), train_data="sf", output=str(out), batch_size=4, max_steps=2, save_steps=2,
-                max_length=32, logging_steps=1, cache_dir=str(root / "cache"), device="cpu", seed=7, lr=1e-3)
-    return TrainConfig(**{**base, **kw})
+def tiny_cfg(root: Path, model: Path, out: Path, **kw):
+    """``tiny_train_cfg`` with 2 steps at lr 1e-3, so bf16 and fp32 weights visibly part."""
+    return tiny_train_cfg(root, model, out, **{"max_steps": 2, "lr": 1e-3, **kw})
 
 
 def fake_probe(ratio: float):

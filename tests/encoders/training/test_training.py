@@ -13,27 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, write_slice
+from conftest import ROOT, tiny_train_cfg
 from encoders.training.config import TrainConfig, resolve_loss
 from encoders.training.data import load_jsonl_examples, parse_train_data
 from encoders.training.mining import MiningConfig
 from encoders.training.sampler import WarmupNoDuplicatesBatchSampler
 from encoders.training.trainer import train
 from retrieval.beir import DataError
-
-
-@pytest.fixture(scope="module")
-def train_slice(data_dir, tmp_path_factory) -> Path:
-    """16 SciFact *train* queries, their abstracts and 60 distractors, as BEIR folder ``sf``."""
-    root = tmp_path_factory.mktemp("train-data")
-    write_slice(data_dir / "scifact", root / "sf", n_queries=16, extra_docs=60, split="train")
-    return root
-
-
-def tiny_cfg(root: Path, model: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(model=str(model), data_dir=str(root), train_data="sf", output=str(out), batch_size=4, max_steps=4, save_steps=2,
-                max_length=32, query_length=16, doc_length=32, logging_steps=1, cache_dir=str(root / "cache"), device="cpu", seed=7)
-    return TrainConfig(**{**base, **kw})
 
 
 BM25 = MiningConfig(method="bm25", rank_start=1, rank_end=20, count=1, margin=None, max_ratio=None)
@@ -51,7 +37,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def dpr_run(train_slice, tiny_bert, tmp_path_factory) -> tuple[TrainConfig, dict]:
     out = tmp_path_factory.mktemp("dpr") / "run"
-    cfg = tiny_cfg(train_slice, tiny_bert, out, lr=1e-3)
+    cfg = tiny_train_cfg(train_slice, tiny_bert, out, lr=1e-3)
     return cfg, train(cfg, BM25)
 
 
@@ -73,6 +59,22 @@ def test_resume_after_interruption_gives_same_weights(dpr_run, tmp_path):
     init = weights(Path(cfg.model))
     common = init.keys() & a.keys()
     assert common and any(not torch.equal(init[k], a[k]) for k in common)
+
+
+def test_resume_from_the_last_step_trains_nothing_more(dpr_run, tmp_path):
+    import shutil
+
+    cfg, _ = dpr_run
+    # 3 steps end mid-epoch (the slice has more batches): transformers alone takes a 4th step on resume
+    cfg = dataclasses.replace(cfg, max_steps=3, save_steps=3, output=str(tmp_path / "full"))
+    train(cfg, BM25)
+    out = tmp_path / "killed-while-saving"
+    shutil.copytree(Path(cfg.output) / "checkpoints" / "checkpoint-3", out / "checkpoints" / "checkpoint-3")
+    resumed = train(dataclasses.replace(cfg, output=str(out), resume=True), BM25)
+    assert resumed["resumed_from"].endswith("checkpoint-3") and resumed["steps"] == 3 and resumed["train_loss"] is None
+    a, b = weights(cfg.output), weights(out)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
 def test_dpr_checkpoint_roundtrips_through_sentence_transformer(dpr_run, train_slice):
@@ -115,7 +117,7 @@ def _falls(losses: list[float]) -> bool:
 def test_tiny_modernbert_dpr_trains_unpadded_with_gradcache_and_batch_warmup(train_slice, tiny_modernbert, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    cfg = tiny_cfg(train_slice, tiny_modernbert, tmp_path / "mb-dpr", lr=2e-3, batch_size=8, mini_batch_size=4, max_steps=-1, epochs=6,
+    cfg = tiny_train_cfg(train_slice, tiny_modernbert, tmp_path / "mb-dpr", lr=2e-3, batch_size=8, mini_batch_size=4, max_steps=-1, epochs=6,
                    batch_warmup_samples=16, batch_warmup_start=4, max_examples=16, save_steps=1000)
     rec = train(cfg, MiningConfig(method="none"))
     assert rec["loss"] == "cmnrl"
@@ -129,7 +131,7 @@ def test_tiny_modernbert_colbert_contrastive_then_distillation(train_slice, tiny
     from pylate.models import ColBERT
 
     mining = MiningConfig(method="bm25", rank_start=1, rank_end=20, count=3, margin=None, max_ratio=None)
-    cfg = tiny_cfg(train_slice, tiny_modernbert, tmp_path / "mb-colbert", encoder="colbert", lr=2e-3, batch_size=8, max_steps=-1, epochs=4,
+    cfg = tiny_train_cfg(train_slice, tiny_modernbert, tmp_path / "mb-colbert", encoder="colbert", lr=2e-3, batch_size=8, max_steps=-1, epochs=4,
                    max_examples=16, save_steps=1000)
     rec = train(cfg, mining)
     assert rec["loss"] == "contrastive" and rec["unpadded_backend"] is not None
