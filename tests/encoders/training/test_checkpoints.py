@@ -18,7 +18,8 @@ import torch
 
 from encoders.training import trainer as trainer_mod
 from encoders.training.trainer import train
-from test_training import BM25, tiny_cfg, train_slice, weights  # noqa: F401  (train_slice is a fixture)
+from conftest import tiny_train_cfg
+from test_training import BM25, weights
 
 MARKER = "checkpoint_complete.json"
 
@@ -26,7 +27,7 @@ MARKER = "checkpoint_complete.json"
 @pytest.fixture(scope="module")
 def run(train_slice, tiny_bert, tmp_path_factory):
     """A 4-step tiny DPR run checkpointing at steps 2 and 4."""
-    cfg = tiny_cfg(train_slice, tiny_bert, tmp_path_factory.mktemp("ckpt") / "run", lr=1e-3)
+    cfg = tiny_train_cfg(train_slice, tiny_bert, tmp_path_factory.mktemp("ckpt") / "run", lr=1e-3)
     return cfg, train(cfg, BM25)
 
 
@@ -88,7 +89,7 @@ def test_a_kill_during_a_checkpoint_save_leaves_no_checkpoint(train_slice, tiny_
         raise KeyboardInterrupt("killed while saving")  # after the weights and optimizer, before the RNG state
 
     monkeypatch.setattr(Trainer, "_save_rng_state", killed)
-    cfg = tiny_cfg(train_slice, tiny_bert, tmp_path / "run", max_steps=2)
+    cfg = tiny_train_cfg(train_slice, tiny_bert, tmp_path / "run", max_steps=2)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, BM25)
     ckpts = tmp_path / "run" / "checkpoints"
