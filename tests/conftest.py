@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from encoders.training.config import TrainConfig  # noqa: E402  (after the path insert)
+from encoders.training.mining import MiningConfig  # noqa: E402
 
 
 def shared_data_dir() -> Path | None:
@@ -79,6 +80,9 @@ def train_slice(data_dir, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train-data")
     write_slice(data_dir / "scifact", root / "sf", n_queries=16, extra_docs=60, split="train")
     return root
+
+
+BM25 = MiningConfig(method="bm25", rank_start=1, rank_end=20, count=1, margin=None, max_ratio=None)  # one BM25 negative per pair, no score filter
 
 
 def tiny_train_cfg(root: Path, model: Path, out: Path, **kw) -> TrainConfig:

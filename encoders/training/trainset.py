@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,11 +133,11 @@ def cap_per_query(keys: list[str], cap: int, seed: int) -> list[int]:
     """
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(keys), generator=g).tolist()
-    taken: dict[str, int] = {}
+    taken: Counter[str] = Counter()
     keep = []
     for i in order:
-        if taken.get(keys[i], 0) < cap:
-            taken[keys[i]] = taken.get(keys[i], 0) + 1
+        if taken[keys[i]] < cap:
+            taken[keys[i]] += 1
             keep.append(i)
     return sorted(keep)
 

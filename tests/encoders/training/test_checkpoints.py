@@ -18,8 +18,8 @@ import torch
 
 from encoders.training import trainer as trainer_mod
 from encoders.training.trainer import train
-from conftest import tiny_train_cfg
-from test_training import BM25, weights
+from conftest import BM25, tiny_train_cfg
+from test_training import weights
 
 MARKER = "checkpoint_complete.json"
 

@@ -10,15 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_train_cfg
+from conftest import BM25, tiny_train_cfg
 from encoders import dtype as dt
 from encoders.training import trainer as trainer_mod
 from encoders.training.config import TrainConfig
-from encoders.training.mining import MiningConfig
 from encoders.training.trainer import MARKER, config_differences, train
-
-BM25 = MiningConfig(method="bm25", rank_start=1, rank_end=20, count=1, margin=None, max_ratio=None)
-
 
 def tiny_cfg(root: Path, model: Path, out: Path, **kw):
     """``tiny_train_cfg`` with 2 steps at lr 1e-3, so bf16 and fp32 weights visibly part."""

@@ -13,16 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, tiny_train_cfg
+from conftest import BM25, ROOT, tiny_train_cfg
 from encoders.training.config import TrainConfig, resolve_loss
 from encoders.training.data import load_jsonl_examples, parse_train_data
 from encoders.training.mining import MiningConfig
 from encoders.training.sampler import WarmupNoDuplicatesBatchSampler
 from encoders.training.trainer import train
 from retrieval.beir import DataError
-
-
-BM25 = MiningConfig(method="bm25", rank_start=1, rank_end=20, count=1, margin=None, max_ratio=None)
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
