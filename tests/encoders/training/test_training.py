@@ -229,6 +229,20 @@ def test_recipes_parse_and_flags_override():
     assert cfg.lr == 3e-5 and mining.margin is None and mining.count == 7
 
 
+def test_minilm_recipes_parse_to_what_their_comments_claim():
+    import train as cli
+
+    recipes = {p.stem: p for p in (ROOT / "configs").glob("minilm-*.toml")}
+    assert {"minilm-scifact-dpr", "minilm-nfcorpus-dpr"} <= set(recipes)
+    for p in recipes.values():
+        cfg, _, _ = cli.parse(["--config", str(p)])
+        assert cfg.model == "minilm" and cfg.max_length == 128 and cfg.save_max_length == 256
+        resolve_loss(cfg)
+    cfg, mining, _ = cli.parse(["--config", str(recipes["minilm-nfcorpus-dpr"])])
+    assert (cfg.train_data, cfg.max_pairs_per_query, cfg.guide, mining.method) == ("nfcorpus", 4, "minilm", "none")
+    assert cfg.mask_false_negatives and cfg.dtype == "fp32"
+
+
 def test_recipe_with_unknown_key_lists_valid_keys(tmp_path):
     import train as cli
 
