@@ -70,6 +70,7 @@ class TrainConfig:
 RESUME_FREE = frozenset({"output", "resume", "data_dir", "cache_dir", "logging_steps", "save_steps", "save_total_limit", "eval_data", "device", "dtype"})
 
 LOSSES = {"dpr": ("mnrl", "cmnrl"), "colbert": ("contrastive", "cached-contrastive", "distillation")}
+CACHED_LOSSES = frozenset({"cmnrl", "cached-contrastive"})  # GradCache variants: the only losses a mini-batch applies to
 
 
 def resolve_loss(cfg: TrainConfig, *, cached: bool = False) -> str:

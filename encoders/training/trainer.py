@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -41,7 +41,7 @@ from transformers import set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from encoders.dtype import resolve_dtype
-from encoders.training.config import RESUME_FREE, TrainConfig, check_teacher, resolve_device, resolve_loss
+from encoders.training.config import CACHED_LOSSES, RESUME_FREE, TrainConfig, check_teacher, resolve_device, resolve_loss
 from encoders.training.contrastive import ID_COLUMNS, IdCollator
 from encoders.training.losses import make_loss, make_optimizer
 from encoders.training.memory import MemoryPlan, model_shape, peak_rss_gb, plan_memory, text_bytes
@@ -293,6 +293,7 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     log.info("%s", plan.describe())
     if loss_name != "distillation":
         loss_name = resolve_loss(cfg, cached=plan.cached)
+    plan = applied_plan(plan, loss_name, cfg)
     # What the plan resolved changes the weights (GradCache chunks draw dropout per mini-batch): --resume compares it.
     identity = {**identity, "batching": {"loss": loss_name, "mini_batch_size": plan.mini_batch_size}}
     if resume_from:
@@ -386,10 +387,19 @@ def memory_plan(model, cfg: TrainConfig, dataset, loss: str) -> MemoryPlan:
     plan = plan_memory(budget_gb=cfg.memory_budget_gb, batch_size=cfg.batch_size, texts_per_example=texts, params=shape["params"],
                        text_bytes_=text_bytes(layers=shape["layers"], hidden=shape["hidden"], heads=shape["heads"], seq=seq),
                        mini_batch_size=cfg.mini_batch_size, score_bytes_per_query=score)
-    if loss == "distillation" and plan.cached:
-        log.warning("distillation has no cached (GradCache) variant: the whole batch (~%.1f GB estimated) goes through at once; "
-                    "lower --batch-size or --n-ways to stay within --memory-budget-gb %g", plan.whole_batch_gb, cfg.memory_budget_gb)
     return plan
+
+
+def applied_plan(plan: MemoryPlan, loss: str, cfg: TrainConfig) -> MemoryPlan:
+    """The plan ``loss`` really follows: an uncached loss (an explicit mnrl or contrastive, or distillation)
+    runs the whole batch in one forward whatever the budget asked, so it is warned about and recorded as such
+    (not as the GradCache mini-batch it does not use)."""
+    if not plan.cached or loss in CACHED_LOSSES:
+        return plan
+    hint = "lower --batch-size or --n-ways" if loss == "distillation" else "use --loss auto (GradCache) or lower --batch-size"
+    log.warning("--loss %s has no GradCache: the whole batch (~%.1f GB estimated) goes through at once, above --memory-budget-gb %g; %s",
+                loss, plan.whole_batch_gb, cfg.memory_budget_gb, hint)
+    return replace(plan, mini_batch_size=cfg.batch_size, cached=False, source=f"--loss {loss}")
 
 
 def _train(trainer, resume_from: str | None):

@@ -122,6 +122,17 @@ def test_default_recipe_records_mask_plan_filters_and_peak_rss(beir_root, tiny_b
     assert explicit["loss"] == "mnrl" and explicit["memory"]["source"] == "--mini-batch-size" and not explicit["memory"]["cached"]
 
 
+def test_explicit_uncached_loss_over_budget_warns_and_records_the_whole_batch(beir_root, tiny_bert, tmp_path, caplog):
+    """--loss mnrl ignores GradCache: the record must not claim the budget's mini-batch (it once said cached, 13)."""
+    cfg = cfg_for(beir_root, tiny_bert, tmp_path / "run", memory_budget_gb=0.001, loss="mnrl")
+    with caplog.at_level("WARNING", logger="encoders.training.trainer"):
+        rec = train(cfg, BM25)
+    mem = rec["memory"]
+    assert rec["loss"] == "mnrl"
+    assert (mem["cached"], mem["mini_batch_size"], mem["source"]) == (False, cfg.batch_size, "--loss mnrl")
+    assert any("--loss mnrl has no GradCache" in r.getMessage() for r in caplog.records)
+
+
 def test_every_batch_masks_the_other_querys_positive(tmp_path, tiny_bert):
     """Two queries, both relevant to d0..d3: a batch of 2 holds one row of each (no duplicate anchors),
     so each query's softmax leaves out the other's positive: 2 masked logits per step."""
