@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from encoders.training.config import TrainConfig
+from encoders.training.config import CACHED_LOSSES, TrainConfig
 from encoders.training.contrastive import ColbertContrastive, DprContrastive
 
 
@@ -25,7 +25,7 @@ def make_loss(model, loss: str, cfg: TrainConfig, *, mini_batch_size: int | None
     """
     gather = torch.distributed.is_available() and torch.distributed.is_initialized()
     common = {"mask_false_negatives": cfg.mask_false_negatives, "gather_across_devices": gather}
-    cached = loss in ("cmnrl", "cached-contrastive")
+    cached = loss in CACHED_LOSSES
     if cached and not mini_batch_size:
         raise ValueError(f"loss {loss} needs a mini-batch size (--mini-batch-size or --memory-budget-gb)")
     mini = mini_batch_size if cached else None
