@@ -22,7 +22,7 @@ class TrainConfig:
     train_data: str = _f("scifact", "BEIR name or folder [:split] (default split train) | FILE.jsonl | msmarco | a save_to_disk folder")
     data_dir: str | None = _f(None, "folder holding BEIR datasets by name (as evaluate.py)")
     output: str = _f("runs/train", "final model goes here; checkpoints in OUTPUT/checkpoints")
-    loss: str = _f("auto", "dpr: mnrl | cmnrl; colbert: contrastive | cached-contrastive | distillation; auto: cached (GradCache) when the batch does not fit --memory-budget-gb or --mini-batch-size < --batch-size, distillation when --teacher is set")
+    loss: str = _f("auto", "dpr: mnrl | cmnrl; colbert: contrastive | cached-contrastive | distillation | cached-distillation; auto: cached (GradCache) when the batch does not fit --memory-budget-gb or --mini-batch-size < --batch-size, distillation when --teacher is set")
     lr: float = _f(2e-5, "peak learning rate")
     epochs: float = _f(1.0, "passes over the training examples")
     max_steps: int = _f(-1, "stop after this many optimiser steps (overrides --epochs when > 0)")
@@ -69,8 +69,9 @@ class TrainConfig:
 # ``dtype``: what it resolves to is compared instead (run_identity's "dtype"), so auto -> fp32 resumes an fp32 run.
 RESUME_FREE = frozenset({"output", "resume", "data_dir", "cache_dir", "logging_steps", "save_steps", "save_total_limit", "eval_data", "device", "dtype"})
 
-LOSSES = {"dpr": ("mnrl", "cmnrl"), "colbert": ("contrastive", "cached-contrastive", "distillation")}
-CACHED_LOSSES = frozenset({"cmnrl", "cached-contrastive"})  # GradCache variants: the only losses a mini-batch applies to
+LOSSES = {"dpr": ("mnrl", "cmnrl"), "colbert": ("contrastive", "cached-contrastive", "distillation", "cached-distillation")}
+CACHED_LOSSES = frozenset({"cmnrl", "cached-contrastive", "cached-distillation"})  # GradCache variants: the only losses a mini-batch applies to
+DISTILLATION_LOSSES = frozenset({"distillation", "cached-distillation"})  # train on teacher scores (--teacher), not on positives
 
 
 def resolve_loss(cfg: TrainConfig, *, cached: bool = False) -> str:
@@ -85,11 +86,13 @@ def resolve_loss(cfg: TrainConfig, *, cached: bool = False) -> str:
     if cfg.loss == "auto":
         if cfg.encoder == "dpr":
             return "cmnrl" if cached else "mnrl"
-        return "distillation" if cfg.teacher else ("cached-contrastive" if cached else "contrastive")
+        if cfg.teacher:
+            return "cached-distillation" if cached else "distillation"
+        return "cached-contrastive" if cached else "contrastive"
     if cfg.loss not in LOSSES[cfg.encoder]:
         raise ValueError(f"loss {cfg.loss!r} does not fit encoder {cfg.encoder!r}; choose from {', '.join(LOSSES[cfg.encoder])} or auto")
-    if cfg.loss == "distillation" and not cfg.teacher:
-        raise ValueError("loss distillation needs --teacher (bm25, a dense or ColBERT model, or a fusion such as bm25+minilm, that scores the mined candidates)")
+    if cfg.loss in DISTILLATION_LOSSES and not cfg.teacher:
+        raise ValueError(f"loss {cfg.loss} needs --teacher (bm25, a dense or ColBERT model, or a fusion such as bm25+minilm, that scores the mined candidates)")
     return cfg.loss
 
 

@@ -27,24 +27,19 @@ Score layouts (columns of the ``(B, D)`` score matrix, ``k`` negatives, ``N = 1 
     dpr     (sentence-transformers): [positives (B); negative_1 (B); ...]: column of example b's j-th doc = j*B + b, target b
     colbert (PyLate):                query-major: column b*N + j, target b*N
 
-GradCache (Gao et al. 2021, arXiv 2101.06983), when ``mini_batch_size`` < the batch: embed each
-column in mini-batches without a graph, compute the loss and its gradient w.r.t. the embeddings
-(queries in chunks, one backward each), then, in the loss's backward hook, re-embed each mini-batch
-with the same RNG state (dropout) and autocast, and backpropagate the cached gradient. Same loss and
-gradients as the whole batch at a fraction of the activation memory.
+GradCache (encoders/training/gradcache.py), when ``mini_batch_size`` < the batch: the same loss and
+gradients as the whole batch at a fraction of the activation memory; the loss's queries go in chunks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
-from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.utils.checkpoint import get_device_states, set_device_states
+from torch import Tensor
 
+from encoders.training.gradcache import GradCacheLoss
 from retrieval.maxsim import maxsim
 
 DOC_IDS = "doc_ids"  # column: [positive, negative_1, ..] corpus indices of the example
@@ -155,22 +150,7 @@ def batch_ids(doc_ids: Sequence[Sequence[int]], relevant: Sequence[Sequence[int]
 # ---------------------------------------------------------------- the loss modules
 
 
-class _RngState:
-    """The RNG state before a forward pass, replayed when GradCache recomputes it (same dropout masks)."""
-
-    def __init__(self, *tensors: Tensor):
-        self.cpu = torch.get_rng_state()
-        self.devices, self.states = get_device_states(*tensors)
-
-    @contextmanager
-    def replay(self):
-        with torch.random.fork_rng(devices=self.devices):
-            torch.set_rng_state(self.cpu)
-            set_device_states(self.devices, self.states)
-            yield
-
-
-class InBatchContrastive(nn.Module):
+class InBatchContrastive(GradCacheLoss):
     """InfoNCE over every document column of the batch with false negatives masked (module docstring).
 
     ``mini_batch_size`` (None or >= the batch: one forward and backward) turns GradCache on.
@@ -179,18 +159,13 @@ class InBatchContrastive(nn.Module):
     """
 
     def __init__(self, model, *, mini_batch_size: int | None = None, mask_false_negatives: bool = True, gather_across_devices: bool = False):
-        super().__init__()
-        self.model = model
-        self.mini_batch_size = mini_batch_size
+        super().__init__(model, mini_batch_size=mini_batch_size)
         self.mask_false_negatives = mask_false_negatives
         self.gather_across_devices = gather_across_devices
         self.last_masked: int = 0  # masked (query, column) pairs in the last batch
         self.masked_total: int = 0  # ... summed over every batch seen (train_result.json)
 
-    # --- what a subclass defines
-    def embed(self, features: dict) -> Tensor:
-        raise NotImplementedError
-
+    # --- what a subclass defines (and GradCacheLoss's ``embed``)
     def doc_masks(self, features: list[dict]) -> list[Tensor | None]:
         return [None] * (len(features) - 1)
 
@@ -210,14 +185,9 @@ class InBatchContrastive(nn.Module):
         return None
 
     # --- shared
-    def forward(self, sentence_features, labels=None) -> Tensor:
-        features = list(sentence_features)
+    def check_columns(self, features: list[dict]) -> None:
         if len(features) < 2:
             raise ValueError(f"expected a query and at least one document column, got {len(features)} columns")
-        batch = features[0]["input_ids"].shape[0]
-        if self.mini_batch_size is None or self.mini_batch_size >= batch:
-            return self.loss_from_embeddings([self.embed(f) for f in features], features, labels)
-        return self._cached_forward(features, labels)
 
     def loss_from_embeddings(self, reps: list[Tensor], features: list[dict], labels: dict | None, *, backward: bool = False) -> Tensor:
         """Mean masked InfoNCE of ``reps`` (query column first); ``backward``: per query chunk, accumulating ``.grad``."""
@@ -252,47 +222,6 @@ class InBatchContrastive(nn.Module):
             total = total + chunk
         self.masked_total += self.last_masked
         return total
-
-    def _cached_forward(self, features: list[dict], labels) -> Tensor:
-        """GradCache steps 1-2 (embed without a graph, loss and embedding gradients); step 3 runs in the backward hook."""
-        reps, states = [], []
-        with torch.no_grad():
-            for f in features:
-                chunks, rng = [], []
-                for part in self._mini_batches(f):
-                    rng.append(_RngState(*part.values()))
-                    chunks.append(self.embed(part))
-                reps.append(torch.cat(chunks).detach().requires_grad_())
-                states.append(rng)
-        if not torch.is_grad_enabled():
-            return self.loss_from_embeddings(reps, features, labels)
-        with torch.enable_grad():
-            loss = self.loss_from_embeddings(reps, features, labels, backward=True)
-        grads = [r.grad for r in reps]
-        loss = loss.detach().requires_grad_()
-        device = reps[0].device.type
-        autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
-        loss.register_hook(partial(self._replay, features=features, grads=grads, states=states, device=device, autocast=autocast))
-        return loss
-
-    def _mini_batches(self, f: dict):
-        n = f["input_ids"].shape[0]
-        for b in range(0, n, self.mini_batch_size):
-            yield {k: v[b : b + self.mini_batch_size] if isinstance(v, Tensor) else v for k, v in f.items()}
-
-    def _replay(self, grad_output: Tensor, *, features, grads, states, device, autocast) -> None:
-        """GradCache step 3: re-embed each mini-batch with its RNG state and autocast, backpropagate the cached gradient."""
-        enabled, dtype = autocast
-        ctx = torch.autocast(device, dtype=dtype) if enabled else nullcontext()
-        with torch.enable_grad(), ctx:
-            for f, grad, rng in zip(features, grads, states):
-                begin = 0
-                for part, state in zip(self._mini_batches(f), rng):
-                    with state.replay():
-                        emb = self.embed(part)
-                    g = grad[begin : begin + len(emb)]
-                    begin += len(emb)
-                    (torch.dot(emb.flatten().float(), g.flatten().float()) * grad_output).backward()
 
 
 def _gather(t: Tensor) -> Tensor:

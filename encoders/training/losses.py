@@ -3,7 +3,8 @@
 Losses (ModernBERT paper, arXiv 2412.13663, appendix on retrieval fine-tuning):
     dpr:     mnrl (InfoNCE with in-batch + hard negatives, van den Oord et al. 2018),
              cmnrl (the same with GradCache, Gao et al. 2021: batch >> memory)
-    colbert: contrastive, cached-contrastive, distillation (KL to teacher scores, PyLate)
+    colbert: contrastive, cached-contrastive, distillation (KL to teacher scores, PyLate's maths),
+             cached-distillation (the same with GradCache: encoders/training/distillation.py)
 The contrastive four are encoders/training/contrastive.py's: sentence-transformers' and PyLate's
 maths (equal to them on a batch without ids, tested) with in-batch false negatives masked.
 Optimiser: StableAdamW (torch-optimi; AdamW + per-tensor update clipping, Wortsman et al. 2023) or AdamW.
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from encoders.training.config import CACHED_LOSSES, TrainConfig
+from encoders.training.config import CACHED_LOSSES, DISTILLATION_LOSSES, TrainConfig
 from encoders.training.contrastive import ColbertContrastive, DprContrastive
+from encoders.training.distillation import ColbertDistillation
 
 
 def make_loss(model, loss: str, cfg: TrainConfig, *, mini_batch_size: int | None = None, guide=None):
@@ -33,9 +35,9 @@ def make_loss(model, loss: str, cfg: TrainConfig, *, mini_batch_size: int | None
         return DprContrastive(model, scale=cfg.scale, guide=guide, mini_batch_size=mini, **common)
     if loss in ("contrastive", "cached-contrastive"):
         return ColbertContrastive(model, mini_batch_size=mini, **common)
-    from pylate import losses as pl  # lazy: pylate pulls fast-plaid; only ColBERT distillation needs it
-
-    return pl.Distillation(model, normalize_scores=cfg.student_minmax)  # labels: teachers.teacher_scores' logits
+    if loss in DISTILLATION_LOSSES:  # labels: teachers.teacher_scores' logits
+        return ColbertDistillation(model, normalize_scores=cfg.student_minmax, mini_batch_size=mini)
+    raise ValueError(f"unknown loss {loss!r}")
 
 
 def make_optimizer(named_params, cfg: TrainConfig, no_decay: set[str]) -> torch.optim.Optimizer:

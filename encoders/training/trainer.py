@@ -41,7 +41,7 @@ from transformers import set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from encoders.dtype import resolve_dtype
-from encoders.training.config import CACHED_LOSSES, RESUME_FREE, TrainConfig, check_teacher, resolve_device, resolve_loss
+from encoders.training.config import CACHED_LOSSES, DISTILLATION_LOSSES, RESUME_FREE, TrainConfig, check_teacher, resolve_device, resolve_loss
 from encoders.training.contrastive import ID_COLUMNS, IdCollator
 from encoders.training.losses import make_loss, make_optimizer
 from encoders.training.memory import MemoryPlan, model_shape, peak_rss_gb, plan_memory, text_bytes
@@ -291,14 +291,13 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     backend = maybe_unpad(model, cfg)
     plan = memory_plan(model, cfg, train_set.dataset, loss_name)
     log.info("%s", plan.describe())
-    if loss_name != "distillation":
-        loss_name = resolve_loss(cfg, cached=plan.cached)
+    loss_name = resolve_loss(cfg, cached=plan.cached)
     plan = applied_plan(plan, loss_name, cfg)
     # What the plan resolved changes the weights (GradCache chunks draw dropout per mini-batch): --resume compares it.
     identity = {**identity, "batching": {"loss": loss_name, "mini_batch_size": plan.mini_batch_size}}
     if resume_from:
         check_resume(resume_from, identity)
-    guide = load_dense(cfg.guide, cfg, cfg.max_length)[0] if cfg.guide and cfg.encoder == "dpr" and loss_name != "distillation" else None
+    guide = load_dense(cfg.guide, cfg, cfg.max_length)[0] if cfg.guide and cfg.encoder == "dpr" and loss_name not in DISTILLATION_LOSSES else None
     collator = _collator(model, cfg, train_set.dataset)
     loss_module = make_loss(model, loss_name, cfg, mini_batch_size=plan.mini_batch_size, guide=guide)
     trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator, identity=identity, bf16=precision.dtype == "bf16")
@@ -381,7 +380,7 @@ def memory_plan(model, cfg: TrainConfig, dataset, loss: str) -> MemoryPlan:
     token-level MaxSim scores also count, per query row).
     """
     shape = model_shape(model)
-    texts = 1 + cfg.n_ways if loss == "distillation" else len([c for c in dataset.column_names if c not in ID_COLUMNS])
+    texts = 1 + cfg.n_ways if loss in DISTILLATION_LOSSES else len([c for c in dataset.column_names if c not in ID_COLUMNS])
     seq = cfg.doc_length if cfg.encoder == "colbert" else cfg.max_length
     score = 3 * 4 * cfg.batch_size * (texts - 1) * cfg.query_length * cfg.doc_length if cfg.encoder == "colbert" else 0  # fp32 sim, masked copy, grad
     plan = plan_memory(budget_gb=cfg.memory_budget_gb, batch_size=cfg.batch_size, texts_per_example=texts, params=shape["params"],
@@ -391,12 +390,12 @@ def memory_plan(model, cfg: TrainConfig, dataset, loss: str) -> MemoryPlan:
 
 
 def applied_plan(plan: MemoryPlan, loss: str, cfg: TrainConfig) -> MemoryPlan:
-    """The plan ``loss`` really follows: an uncached loss (an explicit mnrl or contrastive, or distillation)
+    """The plan ``loss`` really follows: an uncached loss (an explicit mnrl, contrastive or distillation)
     runs the whole batch in one forward whatever the budget asked, so it is warned about and recorded as such
     (not as the GradCache mini-batch it does not use)."""
     if not plan.cached or loss in CACHED_LOSSES:
         return plan
-    hint = "lower --batch-size or --n-ways" if loss == "distillation" else "use --loss auto (GradCache) or lower --batch-size"
+    hint = "use --loss auto (GradCache) or lower --batch-size"
     log.warning("--loss %s has no GradCache: the whole batch (~%.1f GB estimated) goes through at once, above --memory-budget-gb %g; %s",
                 loss, plan.whole_batch_gb, cfg.memory_budget_gb, hint)
     return replace(plan, mini_batch_size=cfg.batch_size, cached=False, source=f"--loss {loss}")

@@ -4,7 +4,7 @@
         anchor, positive, negative_1 .. negative_k       (k = negatives per example)
         doc_ids, relevant_ids                            (--mask-false-negatives, on by default: ids of the
                                                           example's documents and of its query's relevant ones)
-    distillation:
+    distillation, cached-distillation:
         query, documents (positive + n_ways-1 negatives), scores (teacher, one per document)
 
 ``stats`` records where the examples came from (source, checksum, counts, mining) for the run's result file.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from encoders.training.config import TrainConfig
+from encoders.training.config import DISTILLATION_LOSSES, TrainConfig
 from encoders.training.data import MSMARCO, Examples, beir_examples, load_jsonl_examples, load_msmarco, load_saved_examples, parse_train_data, saved_checksum, saved_split
 from encoders.training.contrastive import DOC_IDS, RELEVANT_IDS
 from encoders.training.mining import MiningConfig, mine_guide_scores, mine_pool, negatives_for_pairs, pool_stats, ratio_on
@@ -67,7 +67,7 @@ def build_train_set(cfg: TrainConfig, mining: MiningConfig, loss: str) -> TrainS
     if not rows:
         raise ValueError(f"no training example has {want} negatives; lower --mine-count or widen the rank window")
 
-    if loss == "distillation":
+    if loss in DISTILLATION_LOSSES:
         docs = [[ex.positives[i]] + negatives[i][:want] for i in rows]
         corpus = [doc_text(d) for d in ds.corpus.values()] if ds is not None else None  # bm25 teachers: IDF from the training corpus
         scores = teacher_scores([ex.queries[i] for i in rows], docs, cfg, corpus=corpus)
@@ -186,7 +186,7 @@ def _mine_negatives(ex: Examples, ds: BeirDataset, cfg: TrainConfig, mining: Min
 
 def _negatives_wanted(negatives: list[list[str]], cfg: TrainConfig, mining: MiningConfig, loss: str, *, from_beir: bool) -> int:
     """Negatives every kept example must have; examples with fewer are dropped."""
-    if loss == "distillation":
+    if loss in DISTILLATION_LOSSES:
         return cfg.n_ways - 1
     if from_beir:  # BEIR data: every example gets --mine-count negatives (0 when not mining)
         return 0 if mining.method == "none" else mining.count

@@ -1,5 +1,5 @@
-"""encoders/training/contrastive.py: the false-negative masks on hand-made tensors; the loss modules
-against sentence-transformers / PyLate and cached (GradCache) against whole-batch (issue 19)."""
+"""encoders/training/contrastive.py and distillation.py: the false-negative masks on hand-made tensors;
+the loss modules against sentence-transformers / PyLate and cached (GradCache) against whole-batch (issue 19)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from encoders.training.contrastive import (
     guide_mask,
     infonce,
 )
+from encoders.training.distillation import ColbertDistillation
 
 # Two examples, one mined negative each. Corpus indices: q0's positive 10, q1's positive 11,
 # negatives 20 (q0's) and 21 (q1's). q0's qrels: {10, 11} (its *second* relevant doc is q1's
@@ -218,3 +219,41 @@ def test_colbert_cached_equals_whole_batch_loss_and_gradients(colbert_model, min
     whole = _run(ColbertContrastive(colbert_model), colbert_model, feats, IDS)
     cached = _run(ColbertContrastive(colbert_model, mini_batch_size=mini), colbert_model, feats, IDS)
     _assert_same(whole, cached)
+
+
+# ------------------------------------------------------------------ ColBERT distillation (encoders/training/distillation.py)
+
+N_WAYS = 3  # each query's positive and two other candidates, example-major
+
+
+def _distillation_batch(model):
+    docs = [d for i in range(len(QUERIES)) for d in (POSITIVES[i], NEGATIVES[i], POSITIVES[(i + 1) % len(QUERIES)])]
+    feats = [model.tokenize(QUERIES, is_query=True, pad=True), model.tokenize(docs, is_query=False, pad=True)]
+    teacher = torch.tensor([[3.0, 0.5, 1.0], [2.0, 2.0, -1.0], [0.1, 0.2, 0.3], [5.0, 0.0, 0.0], [1.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
+    return feats, teacher
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_colbert_distillation_equals_pylate_distillation(colbert_model, normalize):
+    from pylate.losses import Distillation
+
+    feats, teacher = _distillation_batch(colbert_model)
+    ours = _run(ColbertDistillation(colbert_model, normalize_scores=normalize), colbert_model, feats, teacher)
+    _assert_same(ours, _run(Distillation(colbert_model, normalize_scores=normalize), colbert_model, feats, teacher))
+    assert ours[0] > 0  # the student's untrained scores do not match the teacher's distribution
+
+
+@pytest.mark.parametrize("mini", [4, 7])  # 6 queries and 18 documents: uneven last mini-batches
+def test_colbert_cached_distillation_equals_whole_batch_loss_and_gradients(colbert_model, mini):
+    feats, teacher = _distillation_batch(colbert_model)
+    whole = _run(ColbertDistillation(colbert_model), colbert_model, feats, teacher)
+    _assert_same(whole, _run(ColbertDistillation(colbert_model, mini_batch_size=mini), colbert_model, feats, teacher))
+
+
+def test_distillation_rejects_documents_that_do_not_split_over_the_queries(colbert_model):
+    feats, teacher = _distillation_batch(colbert_model)
+    feats[1] = {k: v[:-1] for k, v in feats[1].items()}  # 17 documents for 6 queries
+    with pytest.raises(ValueError, match="17 documents do not split evenly over 6 queries"):
+        ColbertDistillation(colbert_model)(feats, teacher)
+    with pytest.raises(ValueError, match="teacher's logits"):
+        ColbertDistillation(colbert_model)(_distillation_batch(colbert_model)[0], None)

@@ -145,3 +145,20 @@ def test_tiny_colbert_distills_from_a_fused_bm25_dense_teacher(train_slice, tiny
     assert rec["loss"] == "distillation" and rec["steps"] == 3
     assert len(rec["loss_log"]) == 3 and all(math.isfinite(x) and x >= 0 for x in rec["loss_log"])
     assert rec["config"]["teacher_norm"] == "minmax" and rec["config"]["teacher_temperature"] == 0.5
+
+
+def test_distillation_over_the_memory_budget_goes_through_gradcache(train_slice, tiny_bert, tmp_path, caplog):
+    """--loss auto with a teacher, over --memory-budget-gb: cached-distillation in mini-batches, no whole-batch warning."""
+    from encoders.training.trainer import train
+
+    mining = MiningConfig(method="bm25", rank_start=1, rank_end=20, count=3, margin=None, max_ratio=None)
+    cfg = TrainConfig(encoder="colbert", model=str(tiny_bert), data_dir=str(train_slice), train_data="sf", output=str(tmp_path / "kd"),
+                      teacher="bm25", n_ways=4, batch_size=4, max_steps=2, save_steps=100, logging_steps=1, query_length=16,
+                      doc_length=32, max_length=32, cache_dir=str(train_slice / "cache"), device="cpu", seed=3, memory_budget_gb=0.001)
+    with caplog.at_level("WARNING", logger="encoders.training.trainer"):
+        rec = train(cfg, mining)
+    mem = rec["memory"]
+    assert rec["loss"] == "cached-distillation" and rec["steps"] == 2
+    assert mem["cached"] and mem["mini_batch_size"] == 1 and mem["source"] == "--memory-budget-gb"
+    assert all(math.isfinite(x) and x >= 0 for x in rec["loss_log"])
+    assert not any("has no GradCache" in r.getMessage() for r in caplog.records)

@@ -209,10 +209,13 @@ def test_resolve_loss():
     assert resolve_loss(TrainConfig(batch_size=64, mini_batch_size=16)) == "cmnrl"
     assert resolve_loss(TrainConfig(encoder="colbert")) == "contrastive"
     assert resolve_loss(TrainConfig(encoder="colbert", teacher="minilm")) == "distillation"
-    with pytest.raises(ValueError, match="choose from contrastive, cached-contrastive, distillation"):
+    assert resolve_loss(TrainConfig(encoder="colbert", teacher="minilm"), cached=True) == "cached-distillation"  # over the memory budget
+    assert resolve_loss(TrainConfig(encoder="colbert", teacher="bm25", loss="distillation"), cached=True) == "distillation"  # named: kept
+    with pytest.raises(ValueError, match="choose from contrastive, cached-contrastive, distillation, cached-distillation"):
         resolve_loss(TrainConfig(encoder="colbert", loss="mnrl"))
-    with pytest.raises(ValueError, match="--teacher"):
-        resolve_loss(TrainConfig(encoder="colbert", loss="distillation"))
+    for loss in ("distillation", "cached-distillation"):
+        with pytest.raises(ValueError, match=f"loss {loss} needs --teacher"):
+            resolve_loss(TrainConfig(encoder="colbert", loss=loss))
 
 
 def test_recipes_parse_and_flags_override():
