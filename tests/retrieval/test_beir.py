@@ -1,6 +1,5 @@
 """BEIR loaders: the happy path, every bad-input case (file, line and field named), and dataset resolution."""
 
-import json
 import logging
 from pathlib import Path
 
