@@ -29,9 +29,8 @@ class ColbertDistillation(GradCacheLoss):
 
     def __init__(self, model, *, normalize_scores: bool = True, mini_batch_size: int | None = None):
         super().__init__(model, mini_batch_size=mini_batch_size)
-        # lazy: pylate pulls fast-plaid; only ColBERT needs it
-        from pylate.losses.contrastive import extract_skiplist_mask
-        from pylate.scores import colbert_kd_scores
+        from pylate.losses.contrastive import extract_skiplist_mask  # lazy: pylate pulls fast-plaid; only ColBERT needs it
+        from pylate.scores import colbert_kd_scores  # lazy: as above
 
         self._skiplist_masks, self._kd_scores = extract_skiplist_mask, colbert_kd_scores
         self.normalize_scores = normalize_scores

@@ -56,6 +56,10 @@ def build_train_set(cfg: TrainConfig, mining: MiningConfig, loss: str) -> TrainS
     stats["examples"] = len(keep)
 
     negatives, neg_ids = ex.negatives, None
+    if ds is not None and loss in DISTILLATION_LOSSES and mining.method != "none" and mining.count < cfg.n_ways - 1:
+        # fail before mining: every example would come back with --mine-count negatives, fewer than it needs
+        raise ValueError(f"--n-ways {cfg.n_ways} scores the positive and {cfg.n_ways - 1} mined negatives per query, but --mine-count "
+                         f"is {mining.count}: pass --mine-count {cfg.n_ways - 1} (or more), or lower --n-ways")
     if ds is not None and mining.method != "none":
         negatives, neg_ids = _mine_negatives(ex, ds, cfg, mining, stats)
     want = _negatives_wanted(negatives, cfg, mining, loss, from_beir=ds is not None)

@@ -162,3 +162,13 @@ def test_distillation_over_the_memory_budget_goes_through_gradcache(train_slice,
     assert mem["cached"] and mem["mini_batch_size"] == 1 and mem["source"] == "--memory-budget-gb"
     assert all(math.isfinite(x) and x >= 0 for x in rec["loss_log"])
     assert not any("has no GradCache" in r.getMessage() for r in caplog.records)
+
+
+def test_n_ways_above_the_mined_count_fails_before_mining(train_slice, tiny_bert, tmp_path, monkeypatch):
+    from encoders.training import trainset
+
+    monkeypatch.setattr(trainset, "_mine_negatives", lambda *a, **k: pytest.fail("mined before checking --mine-count"))
+    cfg = TrainConfig(encoder="colbert", model=str(tiny_bert), data_dir=str(train_slice), train_data="sf", teacher="bm25", n_ways=6,
+                      cache_dir=str(tmp_path / "cache"), device="cpu")
+    with pytest.raises(ValueError, match="--n-ways 6 scores the positive and 5 mined negatives.*--mine-count is 4: pass --mine-count 5"):
+        trainset.build_train_set(cfg, MiningConfig(method="bm25", count=4), "distillation")
