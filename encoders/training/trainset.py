@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from encoders.colbert import is_pylate_folder
+from encoders.loading import resolve_model
 from encoders.training.config import DISTILLATION_LOSSES, TrainConfig
 from encoders.training.data import MSMARCO, Examples, beir_examples, load_jsonl_examples, load_msmarco, load_saved_examples, parse_train_data, saved_checksum, saved_split
 from encoders.training.contrastive import DOC_IDS, RELEVANT_IDS
@@ -164,6 +166,14 @@ def _cache_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.cache_dir) if cfg.cache_dir else cache_dir()
 
 
+def _load_miner(name: str, cfg: TrainConfig, max_length: int):
+    """The dense mining model; a PyLate ColBERT folder (e.g. a ColBERT student warm-started from one) is refused by name."""
+    if is_pylate_folder(resolve_model(name).path):
+        raise ValueError(f"dense mining encodes with a single-vector model (--mine-model, default: the model being trained), but {name} "
+                         "is a PyLate ColBERT folder: pass --mine-model (e.g. minilm) or --mine-method bm25")
+    return load_dense(name, cfg, max_length)[0]
+
+
 def _mine_negatives(ex: Examples, ds: BeirDataset, cfg: TrainConfig, mining: MiningConfig, stats: dict) -> tuple[list[list[str]], list[list[str]]]:
     """Mined negative texts and doc ids per example (BEIR data only); adds the mining record (with each filter's removals) to ``stats``."""
     qids = sorted(set(ex.qids))
@@ -171,7 +181,7 @@ def _mine_negatives(ex: Examples, ds: BeirDataset, cfg: TrainConfig, mining: Min
     pool = mine_pool(
         ds.corpus, queries, ds.qrels, mining,
         data_checksum=ds.checksum, cache_dir=_cache_dir(cfg),
-        load_model=lambda: load_dense(mining.model or cfg.model, cfg, mining.max_length)[0],
+        load_model=lambda: _load_miner(mining.model or cfg.model, cfg, mining.max_length),
         model_identity=model_identity(mining.model or cfg.model) if mining.method == "dense" else None,
     )
     guide = None

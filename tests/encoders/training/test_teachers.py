@@ -172,3 +172,17 @@ def test_n_ways_above_the_mined_count_fails_before_mining(train_slice, tiny_bert
                       cache_dir=str(tmp_path / "cache"), device="cpu")
     with pytest.raises(ValueError, match="--n-ways 6 scores the positive and 5 mined negatives.*--mine-count is 4: pass --mine-count 5"):
         trainset.build_train_set(cfg, MiningConfig(method="bm25", count=4), "distillation")
+
+
+def test_dense_mining_refuses_a_colbert_folder_by_name(tiny_bert, tmp_path, monkeypatch):
+    """A ColBERT student warm-started from a PyLate folder mines with --mine-model, not with itself (it once failed with
+    sentence-transformers' "'MaxSim' is not a valid SimilarityFunction")."""
+    from encoders.training import trainset
+
+    folder = tmp_path / "colbert-run"
+    folder.mkdir()
+    monkeypatch.setattr(trainset, "is_pylate_folder", lambda p: p == folder)
+    monkeypatch.setattr(trainset, "resolve_model", lambda name: type("Src", (), {"path": type(folder)(name)})())
+    with pytest.raises(ValueError, match=f"{folder} is a PyLate ColBERT folder: pass --mine-model"):
+        trainset._load_miner(str(folder), TrainConfig(encoder="colbert"), 32)
+    assert trainset._load_miner(str(tiny_bert), TrainConfig(device="cpu"), 32) is not None
