@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from encoders.colbert import ColbertConfig, load_colbert
+from encoders.colbert import ColbertConfig, is_pylate_folder, load_colbert
 from encoders.loading import load_sentence_transformer, resolve_model
 from encoders.modernbert_st import use_unpadded_modernbert
 from encoders.training.config import TrainConfig, resolve_device
@@ -41,9 +41,16 @@ def load_student(cfg: TrainConfig):
     return model.train(), src
 
 
-def load_dense(spec: str, cfg: TrainConfig, max_length: int):
-    """A SentenceTransformer for ``spec`` (teacher or mining model) on the run's device, and its source."""
+def load_dense(spec: str, cfg: TrainConfig, max_length: int, *, flag: str):
+    """A SentenceTransformer for ``spec`` (teacher, guide or mining model) on the run's device, and its source.
+
+    ``flag`` names the option that chose ``spec`` (``--mine-model``, ``--guide``, ``--teacher``); a PyLate
+    ColBERT folder is refused under that name, before sentence-transformers fails on its MaxSim config.
+    """
     src = resolve_model(spec)
+    if is_pylate_folder(src.path):
+        raise ValueError(f"{flag} must be a single-vector (dense) model, but {spec} is a PyLate ColBERT folder: "
+                         f"pass a dense model (e.g. minilm) to {flag}" + (" or --mine-method bm25" if flag == "--mine-model" else ""))
     return load_sentence_transformer(src, max_length=max_length, device=resolve_device(cfg)), src
 
 

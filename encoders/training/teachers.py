@@ -184,7 +184,7 @@ def one_teacher_scores(name: str, queries: Sequence[str], docs: Sequence[Sequenc
     if is_pylate_folder(src.path):
         ccfg = ColbertConfig(query_length=cfg.query_length, doc_length=cfg.doc_length, device=resolve_device(cfg))
         return colbert_candidate_scores(ColbertEncoder(load_colbert(src.path, ccfg), ccfg), queries, docs)
-    model, _ = load_dense(name, cfg, cfg.max_length)
+    model, _ = load_dense(name, cfg, cfg.max_length, flag="--teacher")
     return dense_candidate_scores(model, queries, docs)
 
 

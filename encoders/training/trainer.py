@@ -297,7 +297,7 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     identity = {**identity, "batching": {"loss": loss_name, "mini_batch_size": plan.mini_batch_size}}
     if resume_from:
         check_resume(resume_from, identity)
-    guide = load_dense(cfg.guide, cfg, cfg.max_length)[0] if cfg.guide and cfg.encoder == "dpr" and loss_name not in DISTILLATION_LOSSES else None
+    guide = load_dense(cfg.guide, cfg, cfg.max_length, flag="--guide")[0] if cfg.guide and cfg.encoder == "dpr" and loss_name not in DISTILLATION_LOSSES else None
     collator = _collator(model, cfg, train_set.dataset)
     loss_module = make_loss(model, loss_name, cfg, mini_batch_size=plan.mini_batch_size, guide=guide)
     trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator, identity=identity, bf16=precision.dtype == "bf16")

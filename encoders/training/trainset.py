@@ -19,8 +19,6 @@ from pathlib import Path
 
 import torch
 
-from encoders.colbert import is_pylate_folder
-from encoders.loading import resolve_model
 from encoders.training.config import DISTILLATION_LOSSES, TrainConfig
 from encoders.training.data import MSMARCO, Examples, beir_examples, load_jsonl_examples, load_msmarco, load_saved_examples, parse_train_data, saved_checksum, saved_split
 from encoders.training.contrastive import DOC_IDS, RELEVANT_IDS
@@ -58,13 +56,13 @@ def build_train_set(cfg: TrainConfig, mining: MiningConfig, loss: str) -> TrainS
     stats["examples"] = len(keep)
 
     negatives, neg_ids = ex.negatives, None
-    if ds is not None and loss in DISTILLATION_LOSSES and mining.method != "none" and mining.count < cfg.n_ways - 1:
-        # fail before mining: every example would come back with --mine-count negatives, fewer than it needs
-        raise ValueError(f"--n-ways {cfg.n_ways} scores the positive and {cfg.n_ways - 1} mined negatives per query, but --mine-count "
-                         f"is {mining.count}: pass --mine-count {cfg.n_ways - 1} (or more), or lower --n-ways")
-    if ds is not None and mining.method != "none":
-        negatives, neg_ids = _mine_negatives(ex, ds, cfg, mining, stats)
+    mined = ds is not None and mining.method != "none"
     want = _negatives_wanted(negatives, cfg, mining, loss, from_beir=ds is not None)
+    if mined and want > mining.count:  # fail before mining: every example would come back with --mine-count negatives
+        raise ValueError(f"--n-ways {cfg.n_ways} scores the positive and {want} mined negatives per query, but --mine-count "
+                         f"is {mining.count}: pass --mine-count {want} (or more), or lower --n-ways")
+    if mined:
+        negatives, neg_ids = _mine_negatives(ex, ds, cfg, mining, stats)
     rows = [i for i in range(len(ex.queries)) if len(negatives[i]) >= want]
     if len(rows) < len(ex.queries):
         log.warning("%d of %d examples have fewer than %d negatives and are dropped", len(ex.queries) - len(rows), len(ex.queries), want)
@@ -166,14 +164,6 @@ def _cache_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.cache_dir) if cfg.cache_dir else cache_dir()
 
 
-def _load_miner(name: str, cfg: TrainConfig, max_length: int):
-    """The dense mining model; a PyLate ColBERT folder (e.g. a ColBERT student warm-started from one) is refused by name."""
-    if is_pylate_folder(resolve_model(name).path):
-        raise ValueError(f"dense mining encodes with a single-vector model (--mine-model, default: the model being trained), but {name} "
-                         "is a PyLate ColBERT folder: pass --mine-model (e.g. minilm) or --mine-method bm25")
-    return load_dense(name, cfg, max_length)[0]
-
-
 def _mine_negatives(ex: Examples, ds: BeirDataset, cfg: TrainConfig, mining: MiningConfig, stats: dict) -> tuple[list[list[str]], list[list[str]]]:
     """Mined negative texts and doc ids per example (BEIR data only); adds the mining record (with each filter's removals) to ``stats``."""
     qids = sorted(set(ex.qids))
@@ -181,12 +171,12 @@ def _mine_negatives(ex: Examples, ds: BeirDataset, cfg: TrainConfig, mining: Min
     pool = mine_pool(
         ds.corpus, queries, ds.qrels, mining,
         data_checksum=ds.checksum, cache_dir=_cache_dir(cfg),
-        load_model=lambda: _load_miner(mining.model or cfg.model, cfg, mining.max_length),
+        load_model=lambda: load_dense(mining.model or cfg.model, cfg, mining.max_length, flag="--mine-model (default: the model being trained)")[0],
         model_identity=model_identity(mining.model or cfg.model) if mining.method == "dense" else None,
     )
     guide = None
     if cfg.guide:
-        guide = mine_guide_scores(ds.corpus, queries, ds.qrels, pool, load_guide=lambda: load_dense(cfg.guide, cfg, mining.max_length)[0],
+        guide = mine_guide_scores(ds.corpus, queries, ds.qrels, pool, load_guide=lambda: load_dense(cfg.guide, cfg, mining.max_length, flag="--guide")[0],
                                   guide_identity=model_identity(cfg.guide), data_checksum=ds.checksum, cache_dir=_cache_dir(cfg), max_length=mining.max_length)
     neg_ids, removed = negatives_for_pairs(list(zip(ex.qids, ex.pos_ids)), pool, ds.qrels, mining, seed=cfg.seed, guide=guide)
     scores = "BM25 scores" if mining.method == "bm25" else f"cosine of {mining.model or cfg.model}"

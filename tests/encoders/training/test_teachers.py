@@ -4,6 +4,7 @@ teachers, and a tiny end-to-end ColBERT distillation from a fused bm25+dense tea
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -174,15 +175,17 @@ def test_n_ways_above_the_mined_count_fails_before_mining(train_slice, tiny_bert
         trainset.build_train_set(cfg, MiningConfig(method="bm25", count=4), "distillation")
 
 
-def test_dense_mining_refuses_a_colbert_folder_by_name(tiny_bert, tmp_path, monkeypatch):
-    """A ColBERT student warm-started from a PyLate folder mines with --mine-model, not with itself (it once failed with
-    sentence-transformers' "'MaxSim' is not a valid SimilarityFunction")."""
-    from encoders.training import trainset
+@pytest.mark.parametrize("flag", ["--mine-model", "--guide", "--teacher"])
+def test_dense_loading_refuses_a_colbert_folder_naming_the_flag(tiny_bert, tmp_path, flag):
+    """A ColBERT student warm-started from a PyLate folder mines (and guides) with a dense model, not with itself (it once
+    failed with sentence-transformers' "'MaxSim' is not a valid SimilarityFunction"); the error names the flag that chose it."""
+    from encoders.training.models import load_dense
 
-    folder = tmp_path / "colbert-run"
+    folder = tmp_path / "colbert-run"  # a PyLate folder by its modules.json, as pylate saves it
     folder.mkdir()
-    monkeypatch.setattr(trainset, "is_pylate_folder", lambda p: p == folder)
-    monkeypatch.setattr(trainset, "resolve_model", lambda name: type("Src", (), {"path": type(folder)(name)})())
-    with pytest.raises(ValueError, match=f"{folder} is a PyLate ColBERT folder: pass --mine-model"):
-        trainset._load_miner(str(folder), TrainConfig(encoder="colbert"), 32)
-    assert trainset._load_miner(str(tiny_bert), TrainConfig(device="cpu"), 32) is not None
+    (folder / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                                                     {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]))
+    with pytest.raises(ValueError, match=f"{flag} must be a single-vector \\(dense\\) model, but {folder} is a PyLate ColBERT folder"):
+        load_dense(str(folder), TrainConfig(encoder="colbert"), 32, flag=flag)
+    model, _ = load_dense(str(tiny_bert), TrainConfig(device="cpu"), 32, flag=flag)
+    assert model.encode(["a query"]).shape[0] == 1

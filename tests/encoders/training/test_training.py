@@ -236,11 +236,15 @@ def test_minilm_recipes_parse_to_what_their_comments_claim():
     import train as cli
 
     recipes = {p.stem: p for p in (ROOT / "configs").glob("minilm-*.toml")}
-    assert {"minilm-scifact-dpr", "minilm-nfcorpus-dpr"} <= set(recipes)
+    assert {"minilm-scifact-dpr", "minilm-nfcorpus-dpr", "minilm-scifact-colbert"} <= set(recipes)
     for p in recipes.values():
         cfg, _, _ = cli.parse(["--config", str(p)])
-        assert cfg.model == "minilm" and cfg.max_length == 128 and cfg.save_max_length == 256
+        assert cfg.model == "minilm"
+        if cfg.encoder == "dpr":
+            assert cfg.max_length == 128 and cfg.save_max_length == 256
         resolve_loss(cfg)
+    # the ColBERT recipe is train.py's defaults with lr 5e-5 and --dtype auto, as its comment says
+    assert cli.parse(["--config", str(recipes["minilm-scifact-colbert"])])[:2] == cli.parse(["--encoder", "colbert", "--lr", "5e-5", "--dtype", "auto"])[:2]
     cfg, mining, _ = cli.parse(["--config", str(recipes["minilm-nfcorpus-dpr"])])
     assert (cfg.train_data, cfg.max_pairs_per_query, cfg.guide, mining.method) == ("nfcorpus", 4, "minilm", "none")
     assert cfg.mask_false_negatives and cfg.dtype == "fp32"
