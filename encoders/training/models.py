@@ -41,16 +41,17 @@ def load_student(cfg: TrainConfig):
     return model.train(), src
 
 
-def load_dense(spec: str, cfg: TrainConfig, max_length: int, *, flag: str):
+def load_dense(spec: str, cfg: TrainConfig, max_length: int, *, flag: str, other: str = ""):
     """A SentenceTransformer for ``spec`` (teacher, guide or mining model) on the run's device, and its source.
 
     ``flag`` names the option that chose ``spec`` (``--mine-model``, ``--guide``, ``--teacher``); a PyLate
-    ColBERT folder is refused under that name, before sentence-transformers fails on its MaxSim config.
+    ColBERT folder is refused under that name, before sentence-transformers fails on its MaxSim config; ``other``
+    is appended to the advice (e.g. another option that avoids the model).
     """
     src = resolve_model(spec)
     if is_pylate_folder(src.path):
         raise ValueError(f"{flag} must be a single-vector (dense) model, but {spec} is a PyLate ColBERT folder: "
-                         f"pass a dense model (e.g. minilm) to {flag}" + (" or --mine-method bm25" if flag == "--mine-model" else ""))
+                         f"pass a dense model (e.g. minilm) to {flag}{other}")
     return load_sentence_transformer(src, max_length=max_length, device=resolve_device(cfg)), src
 
 

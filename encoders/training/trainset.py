@@ -171,7 +171,8 @@ def _mine_negatives(ex: Examples, ds: BeirDataset, cfg: TrainConfig, mining: Min
     pool = mine_pool(
         ds.corpus, queries, ds.qrels, mining,
         data_checksum=ds.checksum, cache_dir=_cache_dir(cfg),
-        load_model=lambda: load_dense(mining.model or cfg.model, cfg, mining.max_length, flag="--mine-model (default: the model being trained)")[0],
+        load_model=lambda: load_dense(mining.model or cfg.model, cfg, mining.max_length, flag="--mine-model",
+                                      other=" (its default is the model being trained), or pass --mine-method bm25")[0],
         model_identity=model_identity(mining.model or cfg.model) if mining.method == "dense" else None,
     )
     guide = None

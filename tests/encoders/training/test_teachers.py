@@ -187,5 +187,7 @@ def test_dense_loading_refuses_a_colbert_folder_naming_the_flag(tiny_bert, tmp_p
                                                      {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]))
     with pytest.raises(ValueError, match=f"{flag} must be a single-vector \\(dense\\) model, but {folder} is a PyLate ColBERT folder"):
         load_dense(str(folder), TrainConfig(encoder="colbert"), 32, flag=flag)
+    with pytest.raises(ValueError, match=f"pass a dense model \\(e.g. minilm\\) to {flag} or pass --mine-method bm25$"):
+        load_dense(str(folder), TrainConfig(encoder="colbert"), 32, flag=flag, other=" or pass --mine-method bm25")
     model, _ = load_dense(str(tiny_bert), TrainConfig(device="cpu"), 32, flag=flag)
     assert model.encode(["a query"]).shape[0] == 1
