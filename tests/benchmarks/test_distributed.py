@@ -149,7 +149,7 @@ def test_torchrun_train_gathers_negatives_and_matches_one_process(tmp_path, tiny
 
 
 STALL_SCRIPT = '''
-import sys, time
+import os, pathlib, sys, time
 sys.path.insert(0, {root!r})
 from benchmarks import models
 from benchmarks.pipeline import run
@@ -177,15 +177,17 @@ class Slow:
 
 models.register("slow", lambda name, spec: Slow())
 out = run(make_spec(datasets=({data!r},), models=("slow",), output={out!r}, cache_dir={cache!r}))
-print("rank-result", len(out), type(out[0]).__name__, out[0].metrics["ndcg@10"])
+# One file per rank: two ranks printing to one shared pipe at the same moment interleave their words.
+line = f"{{len(out)}} {{type(out[0]).__name__}} {{out[0].metrics['ndcg@10']}}"
+pathlib.Path({report!r}, f"rank-{{os.environ['RANK']}}.txt").write_text(line)
 '''
 
 
 def test_single_rank_stall_outlives_the_collective_timeout(tmp_path, scifact_slice):
     """Rank 0 works alone for 5 s under a 2 s process-group timeout: the other rank waits on the store, not a collective."""
     script = tmp_path / "stall.py"
-    script.write_text(STALL_SCRIPT.format(root=str(ROOT), data=str(scifact_slice), out=str(tmp_path / "out"), cache=str(tmp_path / "cache")))
+    script.write_text(STALL_SCRIPT.format(root=str(ROOT), data=str(scifact_slice), out=str(tmp_path / "out"), cache=str(tmp_path / "cache"), report=str(tmp_path)))
     p = torchrun(2, script=str(script), env_extra={"RETRIEVAL_DIST_TIMEOUT_S": "2"})
     assert p.returncode == 0, p.stderr[-3000:]
-    lines = [line for line in p.stdout.splitlines() if line.startswith("rank-result")]
-    assert len(lines) == 2 and len(set(lines)) == 1 and "Result" in lines[0]  # both ranks return the same Results
+    lines = [(tmp_path / f"rank-{r}.txt").read_text() for r in (0, 1)]
+    assert lines[0] == lines[1] and lines[0].startswith("1 Result "), lines  # both ranks return the same Results
