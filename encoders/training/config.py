@@ -6,6 +6,7 @@ turns ``--device`` (unset) into cuda or cpu.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,6 +53,7 @@ class TrainConfig:
     teacher_norm: Literal["none", "minmax", "zscore"] = _f("none", "per-query normalisation of the (fused) teacher scores over their n-way candidates; targets = softmax(norm(scores) / --teacher-temperature)")
     teacher_temperature: float = _f(1.0, "distillation targets = softmax(norm(teacher scores) / T): T < 1 sharper, T > 1 flatter")
     student_minmax: bool = _f(True, "distillation: min-max normalise the student's scores per query before its softmax (PyLate's default; pair with --teacher-norm minmax)")
+    distill_in_batch: float = _f(0.0, "colbert distillation: add this x the in-batch contrastive loss (ColBERTv2: each query's positive against every candidate in the batch, qrels false negatives masked) to the KL; 0: PyLate's KL alone")
     n_ways: int = _f(16, "colbert distillation: documents per query (1 positive + n_ways-1 mined)")
     save_steps: int = _f(200, "checkpoint every N steps (and at the end)")
     save_total_limit: int = _f(2, "checkpoints kept")
@@ -96,12 +98,18 @@ def resolve_loss(cfg: TrainConfig, *, cached: bool = False) -> str:
     return cfg.loss
 
 
-def check_teacher(cfg: TrainConfig) -> None:
-    """Fail before mining on a malformed ``--teacher`` fusion or a temperature that is not > 0."""
+def check_teacher(cfg: TrainConfig, loss: str | None = None) -> None:
+    """Fail before mining on a malformed ``--teacher`` fusion, a temperature that is not > 0, or a
+    ``--distill-in-batch`` weight that is negative or set for a loss that is not distillation (``loss``: the resolved loss)."""
     if cfg.teacher:
         parse_fusion(cfg.teacher)  # ValueError naming the bad part
     if not cfg.teacher_temperature > 0:
         raise ValueError(f"--teacher-temperature must be > 0, got {cfg.teacher_temperature}")
+    if not (cfg.distill_in_batch >= 0 and math.isfinite(cfg.distill_in_batch)):
+        raise ValueError(f"--distill-in-batch must be a finite number >= 0, got {cfg.distill_in_batch}")
+    if cfg.distill_in_batch and loss is not None and loss not in DISTILLATION_LOSSES:
+        raise ValueError(f"--distill-in-batch {cfg.distill_in_batch:g} weighs an in-batch term added to distillation, but the loss is {loss} "
+                         "(the contrastive losses are in-batch already): pass --teacher, or drop --distill-in-batch")
 
 
 def resolve_device(cfg: TrainConfig) -> str:

@@ -118,6 +118,8 @@ def colbert_column_ids(doc_ids: Tensor) -> Tensor:
 class IdCollator:
     """Wraps a collator: the id columns become ``batch["label"] = {"doc_ids": (B, N), "relevant_ids": (B, R)}``.
 
+    A label the inner collator made (distillation's teacher ``scores`` column, ``(B, n)``) goes into
+    the same dict as ``"scores"`` (encoders/training/distillation.py reads it there).
     ``valid_label_columns`` names the id columns, so sentence-transformers' no-duplicates sampler
     (and ours) leaves them out of the duplicate-text check.
     """
@@ -129,7 +131,8 @@ class IdCollator:
     def __call__(self, features: list[dict]) -> dict:
         batch = self.inner([{k: v for k, v in f.items() if k not in ID_COLUMNS} for f in features])
         if DOC_IDS in features[0]:
-            batch["label"] = batch_ids([f[DOC_IDS] for f in features], [f[RELEVANT_IDS] for f in features])
+            ids = batch_ids([f[DOC_IDS] for f in features], [f[RELEVANT_IDS] for f in features])
+            batch["label"] = ids if batch.get("label") is None else {"scores": batch["label"], **ids}
         return batch
 
 

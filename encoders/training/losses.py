@@ -4,7 +4,8 @@ Losses (ModernBERT paper, arXiv 2412.13663, appendix on retrieval fine-tuning):
     dpr:     mnrl (InfoNCE with in-batch + hard negatives, van den Oord et al. 2018),
              cmnrl (the same with GradCache, Gao et al. 2021: batch >> memory)
     colbert: contrastive, cached-contrastive, distillation (KL to teacher scores, PyLate's maths),
-             cached-distillation (the same with GradCache: encoders/training/distillation.py)
+             cached-distillation (the same with GradCache: encoders/training/distillation.py); both
+             optionally plus ColBERTv2's in-batch negatives (--distill-in-batch)
 The contrastive four are encoders/training/contrastive.py's: sentence-transformers' and PyLate's
 maths (equal to them on a batch without ids, tested) with in-batch false negatives masked.
 Optimiser: StableAdamW (torch-optimi; AdamW + per-tensor update clipping, Wortsman et al. 2023) or AdamW.
@@ -36,7 +37,8 @@ def make_loss(model, loss: str, cfg: TrainConfig, *, mini_batch_size: int | None
     if loss in ("contrastive", "cached-contrastive"):
         return ColbertContrastive(model, mini_batch_size=mini, **common)
     if loss in DISTILLATION_LOSSES:  # labels: teachers.teacher_scores' logits
-        return ColbertDistillation(model, normalize_scores=cfg.student_minmax, mini_batch_size=mini)
+        return ColbertDistillation(model, normalize_scores=cfg.student_minmax, mini_batch_size=mini, inbatch_weight=cfg.distill_in_batch,
+                                   mask_false_negatives=cfg.mask_false_negatives)
     raise ValueError(f"unknown loss {loss!r}")
 
 

@@ -274,7 +274,7 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     """
     t0, c0 = time.time(), time.process_time()
     loss_name = resolve_loss(cfg)
-    check_teacher(cfg)
+    check_teacher(cfg, loss_name)
     precision = resolve_dtype(cfg.dtype, resolve_device(cfg), Path(cfg.cache_dir) if cfg.cache_dir else None)
     resume_from = _resume_from(cfg, run_identity(cfg, mining, dtype=precision.dtype))  # a changed config fails now, before mining
     # Under torchrun, join the process group before the loss is made (it gathers negatives only

@@ -6,6 +6,7 @@
                                                           example's documents and of its query's relevant ones)
     distillation, cached-distillation:
         query, documents (positive + n_ways-1 negatives), scores (teacher, one per document)
+        doc_ids, relevant_ids                            (--distill-in-batch with the false-negative mask)
 
 ``stats`` records where the examples came from (source, checksum, counts, mining) for the run's result file.
 """
@@ -75,7 +76,10 @@ def build_train_set(cfg: TrainConfig, mining: MiningConfig, loss: str) -> TrainS
         docs = [[ex.positives[i]] + negatives[i][:want] for i in rows]
         corpus = [doc_text(d) for d in ds.corpus.values()] if ds is not None else None  # bm25 teachers: IDF from the training corpus
         scores = teacher_scores([ex.queries[i] for i in rows], docs, cfg, corpus=corpus)
-        return TrainSet(datasets.Dataset.from_dict({"query": [ex.queries[i] for i in rows], "documents": docs, "scores": scores}), stats)
+        cols = {"query": [ex.queries[i] for i in rows], "documents": docs, "scores": scores}
+        if cfg.distill_in_batch and cfg.mask_false_negatives:  # the in-batch term masks other queries' candidates relevant to the query
+            cols.update(_id_columns(ex, rows, negatives, neg_ids, ds, want, stats))
+        return TrainSet(datasets.Dataset.from_dict(cols), stats)
     cols = {"anchor": [ex.queries[i] for i in rows], "positive": [ex.positives[i] for i in rows]}
     for j in range(want):
         cols[f"negative_{j + 1}"] = [negatives[i][j] for i in rows]

@@ -257,3 +257,62 @@ def test_distillation_rejects_documents_that_do_not_split_over_the_queries(colbe
         ColbertDistillation(colbert_model)(feats, teacher)
     with pytest.raises(ValueError, match="teacher's logits"):
         ColbertDistillation(colbert_model)(_distillation_batch(colbert_model)[0], None)
+
+
+# ------------------------------------------------------------------ distillation + in-batch negatives (ColBERTv2)
+
+
+def test_in_batch_term_on_hand_made_embeddings(colbert_model):
+    """Two queries, two candidates each, one token per text: the in-batch term is InfoNCE over all four, exact."""
+    loss_fn = ColbertDistillation(colbert_model, inbatch_weight=0.5)
+    q = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # (B=2, Tq=1, dim=2)
+    d = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]], [[0.0, 1.0]], [[1.0, 0.0]]])  # (B*n=4, Td=1, dim): q0's pos, neg, q1's pos, neg
+    token = next(i for i in range(1000, 2000) if i not in loss_fn.skiplist)
+    feats = [{"input_ids": torch.full((2, 1), token), "attention_mask": torch.ones(2, 1, dtype=torch.long)},
+             {"input_ids": torch.full((4, 1), token), "attention_mask": torch.ones(4, 1, dtype=torch.long)}]
+    # MaxSim rows: q0 -> [1, 0, 0, 1] (target column 0), q1 -> [0, 1, 1, 0] (target column 2)
+    e = math.e
+    plain = 0.5 * (math.log(2 * e + 2) - 1) * 2 / 2  # both queries: log(e + 1 + 1 + e) - 1, mean, times the weight
+    got = loss_fn.inbatch_loss(q, d, feats, None)
+    assert got.item() == pytest.approx(plain) and loss_fn.last_masked == 0
+    # q0's qrels also hold doc 31, the candidate in column 3 (q1's negative): masked out of q0's softmax only
+    ids = {"doc_ids": torch.tensor([[10, 20], [11, 31]]), "relevant_ids": torch.tensor([[10, 31], [11, -1]])}
+    masked = loss_fn.inbatch_loss(q, d, feats, ids)
+    assert masked.item() == pytest.approx(0.5 * ((math.log(e + 2) - 1) + (math.log(2 * e + 2) - 1)) / 2) and loss_fn.last_masked == 1
+    assert ColbertDistillation(colbert_model, inbatch_weight=0.5, mask_false_negatives=False).inbatch_loss(q, d, feats, ids).item() == pytest.approx(plain)
+
+
+def _distillation_ids():
+    docs = [[i, 100 + i, (i + 1) % len(QUERIES)] for i in range(len(QUERIES))]  # the _distillation_batch candidates' ids
+    return {"doc_ids": torch.tensor(docs), "relevant_ids": IDS["relevant_ids"]}
+
+
+def test_distillation_with_in_batch_adds_the_weighted_contrastive_term(colbert_model):
+    feats, teacher = _distillation_batch(colbert_model)
+    labels = {"scores": teacher, **_distillation_ids()}
+    with torch.no_grad():
+        kl = ColbertDistillation(colbert_model)(feats, labels)  # the ids change nothing without the in-batch term
+        both = ColbertDistillation(colbert_model, inbatch_weight=0.3)
+        total = both(feats, labels)
+        emb = [both.embed(f) for f in feats]
+        term = both.inbatch_loss(emb[0], emb[1], feats, _distillation_ids())
+    torch.testing.assert_close(kl, ColbertDistillation(colbert_model)(feats, teacher).detach())
+    torch.testing.assert_close(total, kl + term)
+    assert term > 0 and both.last_masked > 0  # query 0's candidate 1 (query 1's positive) and the next query's positives
+
+
+@pytest.mark.parametrize("mini", [4, 7])
+def test_cached_distillation_with_in_batch_equals_whole_batch(colbert_model, mini):
+    feats, teacher = _distillation_batch(colbert_model)
+    labels = {"scores": teacher, **_distillation_ids()}
+    whole = _run(ColbertDistillation(colbert_model, inbatch_weight=0.5), colbert_model, feats, labels)
+    _assert_same(whole, _run(ColbertDistillation(colbert_model, inbatch_weight=0.5, mini_batch_size=mini), colbert_model, feats, labels))
+    assert whole[0] > _run(ColbertDistillation(colbert_model), colbert_model, feats, labels)[0]
+
+
+def test_id_collator_keeps_the_teacher_scores_beside_the_ids():
+    rows = [{"query": "a", "documents": ["p", "n"], "scores": [1.0, 0.0], "doc_ids": [10, 20], "relevant_ids": [10, 11]},
+            {"query": "b", "documents": ["q", "m"], "scores": [0.5, 0.2], "doc_ids": [11, 21], "relevant_ids": [11]}]
+    batch = IdCollator(lambda rs: {"label": torch.tensor([r["scores"] for r in rs])})(rows)
+    assert torch.equal(batch["label"]["scores"], torch.tensor([[1.0, 0.0], [0.5, 0.2]]))
+    assert torch.equal(batch["label"]["doc_ids"], DOC_IDS) and torch.equal(batch["label"]["relevant_ids"], RELEVANT)

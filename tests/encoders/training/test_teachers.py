@@ -73,6 +73,12 @@ def test_parse_teacher_and_early_checks():
         check_teacher(TrainConfig(encoder="colbert", teacher="bm25*0.3+minilm"))
     with pytest.raises(ValueError, match="temperature"):
         check_teacher(TrainConfig(encoder="colbert", teacher="bm25", teacher_temperature=0.0))
+    check_teacher(TrainConfig(encoder="colbert", teacher="bm25", distill_in_batch=0.5), "cached-distillation")
+    with pytest.raises(ValueError, match="--distill-in-batch 0.5 .* the loss is cached-contrastive"):  # would be silently ignored
+        check_teacher(TrainConfig(encoder="colbert", distill_in_batch=0.5), "cached-contrastive")
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite number >= 0"):
+            check_teacher(TrainConfig(encoder="colbert", teacher="bm25", distill_in_batch=bad), "distillation")
 
 
 def test_teacher_scores_fuses_then_normalises(monkeypatch):
@@ -163,6 +169,26 @@ def test_distillation_over_the_memory_budget_goes_through_gradcache(train_slice,
     assert mem["cached"] and mem["mini_batch_size"] == 1 and mem["source"] == "--memory-budget-gb"
     assert all(math.isfinite(x) and x >= 0 for x in rec["loss_log"])
     assert not any("has no GradCache" in r.getMessage() for r in caplog.records)
+
+
+def test_distillation_with_in_batch_negatives_carries_ids_and_masks(train_slice, tiny_bert, tmp_path):
+    """--distill-in-batch: the train set gets the qrels ids beside the teacher scores, the loss masks in-batch false negatives, the record counts them."""
+    from encoders.training.trainer import train
+    from encoders.training.trainset import build_train_set
+
+    mining = MiningConfig(method="bm25", rank_start=1, rank_end=20, count=3, margin=None, max_ratio=None)
+    cfg = TrainConfig(encoder="colbert", model=str(tiny_bert), data_dir=str(train_slice), train_data="sf", output=str(tmp_path / "kd"),
+                      teacher="bm25", n_ways=4, batch_size=8, max_steps=2, save_steps=100, logging_steps=1, query_length=16,
+                      doc_length=32, max_length=32, cache_dir=str(train_slice / "cache"), device="cpu", seed=3, distill_in_batch=1.0)
+    ds = build_train_set(cfg, mining, "distillation").dataset
+    assert {"query", "documents", "scores", "doc_ids", "relevant_ids"} <= set(ds.column_names)
+    assert all(len(ids) == 4 for ids in ds["doc_ids"]) and all(ids[0] in rel for ids, rel in zip(ds["doc_ids"], ds["relevant_ids"]))
+    off = build_train_set(dataclasses.replace(cfg, mask_false_negatives=False), mining, "distillation").dataset
+    assert "doc_ids" not in off.column_names
+    rec = train(cfg, mining)
+    assert rec["loss"] == "distillation" and rec["steps"] == 2 and rec["config"]["distill_in_batch"] == 1.0
+    assert rec["false_negative_mask"] and rec["in_batch_negatives_masked"] > 0  # a query's positive mined as another query's negative (4 per step here)
+    assert all(math.isfinite(x) and x > 0 for x in rec["loss_log"])
 
 
 def test_n_ways_above_the_mined_count_fails_before_mining(train_slice, tiny_bert, tmp_path, monkeypatch):

@@ -236,7 +236,7 @@ def test_minilm_recipes_parse_to_what_their_comments_claim():
     import train as cli
 
     recipes = {p.stem: p for p in (ROOT / "configs").glob("minilm-*.toml")}
-    assert {"minilm-scifact-dpr", "minilm-nfcorpus-dpr", "minilm-scifact-colbert"} <= set(recipes)
+    assert {"minilm-scifact-dpr", "minilm-nfcorpus-dpr", "minilm-scifact-colbert", "minilm-scifact-colbert-kd"} <= set(recipes)
     for p in recipes.values():
         cfg, _, _ = cli.parse(["--config", str(p)])
         assert cfg.model == "minilm"
@@ -245,6 +245,11 @@ def test_minilm_recipes_parse_to_what_their_comments_claim():
         resolve_loss(cfg)
     # the ColBERT recipe is train.py's defaults with lr 5e-5 and --dtype auto, as its comment says
     assert cli.parse(["--config", str(recipes["minilm-scifact-colbert"])])[:2] == cli.parse(["--encoder", "colbert", "--lr", "5e-5", "--dtype", "auto"])[:2]
+    # the distillation recipe is the command line its figure was measured with (there also --train-data scifact:train: the default split)
+    kd = ["--encoder", "colbert", "--teacher", "bm25+minilm", "--teacher-norm", "minmax", "--teacher-temperature", "1", "--n-ways", "8",
+          "--mine-count", "7", "--distill-in-batch", "1", "--lr", "5e-5", "--dtype", "auto"]
+    assert cli.parse(["--config", str(recipes["minilm-scifact-colbert-kd"])])[:2] == cli.parse(kd)[:2]
+    assert resolve_loss(cli.parse(kd)[0], cached=True) == "cached-distillation"
     cfg, mining, _ = cli.parse(["--config", str(recipes["minilm-nfcorpus-dpr"])])
     assert (cfg.train_data, cfg.max_pairs_per_query, cfg.guide, mining.method) == ("nfcorpus", 4, "minilm", "none")
     assert cfg.mask_false_negatives and cfg.dtype == "fp32"
