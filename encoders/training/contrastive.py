@@ -102,6 +102,34 @@ def infonce(scores: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tens
     return torch.logsumexp(scores, dim=1) - scores.gather(1, targets[:, None]).squeeze(1)
 
 
+def chunked_infonce(scores, targets, batch: int, step: int, *, col_ids: Tensor | None = None, relevant: Tensor | None = None,
+                    extra_mask=None, weight: float = 1.0, backward: bool = False, retain_graph: bool = False,
+                    device=None) -> tuple[Tensor, int]:
+    """``weight`` x mean masked InfoNCE over ``batch`` queries, ``step`` queries at a time -> ``(loss, masked logits)``.
+
+    ``scores(rows) -> (len(rows), D)`` and ``targets(rows) -> (len(rows),)`` for a chunk of query
+    indices ``rows``; ``col_ids``/``relevant``: the qrels false-negative mask's ids (None: no mask);
+    ``extra_mask(rows, targets) -> (len(rows), D) bool | None`` ORed onto it (a guide).
+    ``backward``: each chunk's share is backpropagated at once (``retain_graph`` when the chunks
+    share a graph built before the loop) and the loss comes back detached. ``rows`` live on ``device``.
+    """
+    total, masked = None, 0
+    for begin in range(0, batch, step):
+        rows = torch.arange(begin, min(begin + step, batch), device=device)
+        tgt = targets(rows)
+        mask = None if relevant is None else false_negative_mask(col_ids, relevant[rows], tgt)
+        extra = None if extra_mask is None else extra_mask(rows, tgt)
+        if extra is not None:
+            mask = extra if mask is None else mask | extra
+        masked += 0 if mask is None else int(mask.sum())
+        chunk = weight * infonce(scores(rows), tgt, mask).sum() / batch
+        if backward:
+            chunk.backward(retain_graph=retain_graph and begin + step < batch)
+            chunk = chunk.detach()
+        total = chunk if total is None else total + chunk
+    return total, masked
+
+
 def dpr_column_ids(doc_ids: Tensor) -> Tensor:
     """``(B, N)`` per-example ids -> ``(N*B,)`` in sentence-transformers' column order (column j*B + b)."""
     return doc_ids.T.reshape(-1)
@@ -208,21 +236,11 @@ class InBatchContrastive(GradCacheLoss):
             doc_ids = labels["doc_ids"] if world == 1 else _gather(labels["doc_ids"])
             col_ids, relevant = self.column_ids(doc_ids), labels["relevant_ids"]
         guide = self.guide_scores(features)
-        step = self.mini_batch_size if backward else batch
-        total, self.last_masked = q.new_zeros(()), 0
-        for begin in range(0, batch, step):
-            rows = torch.arange(begin, min(begin + step, batch), device=q.device)
-            targets = self.target_columns(rows + offset, len(docs), batch * world)
-            mask = None if relevant is None else false_negative_mask(col_ids, relevant[rows], targets)
-            if guide is not None:
-                g = guide_mask(guide[rows], targets)
-                mask = g if mask is None else mask | g
-            self.last_masked += 0 if mask is None else int(mask.sum())
-            chunk = infonce(self.scores(q[rows], features[0], rows, cand), targets, mask).sum() / batch
-            if backward:
-                chunk.backward(retain_graph=begin + step < batch)  # the gather/stack before the loop is shared by the chunks
-                chunk = chunk.detach()
-            total = total + chunk
+        total, self.last_masked = chunked_infonce(
+            lambda rows: self.scores(q[rows], features[0], rows, cand), lambda rows: self.target_columns(rows + offset, len(docs), batch * world),
+            batch, self.mini_batch_size if backward else batch, col_ids=col_ids, relevant=relevant,
+            extra_mask=None if guide is None else (lambda rows, targets: guide_mask(guide[rows], targets)),
+            backward=backward, retain_graph=True, device=q.device)  # the gather/stack before the loop is shared by the chunks
         self.masked_total += self.last_masked
         return total
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from encoders.training.contrastive import colbert_column_ids, false_negative_mask, infonce
+from encoders.training.contrastive import chunked_infonce, colbert_column_ids
 from encoders.training.gradcache import GradCacheLoss
 from retrieval.maxsim import maxsim
 
@@ -123,18 +123,10 @@ class ColbertDistillation(GradCacheLoss):
         col_ids = relevant = None
         if ids is not None and self.mask_false_negatives:
             col_ids, relevant = colbert_column_ids(ids["doc_ids"]), ids["relevant_ids"]
-        step = self.mini_batch_size if backward and self.mini_batch_size else b
-        total, self.last_masked = q.new_zeros(()), 0
-        for begin in range(0, b, step):
-            rows = torch.arange(begin, min(begin + step, b), device=q.device)
-            targets = rows * n  # each query's positive: its first candidate
-            mask = None if relevant is None else false_negative_mask(col_ids, relevant[rows], targets)
-            self.last_masked += 0 if mask is None else int(mask.sum())
-            q_mask = None if self.query_expansion else masks[0][rows]
-            chunk = self.inbatch_weight * infonce(maxsim(q[rows], d, q_mask, masks[1]), targets, mask).sum() / b
-            if backward:
-                chunk.backward()  # q and d are GradCache's leaves: no graph shared between chunks
-                chunk = chunk.detach()
-            total = total + chunk
+        q_mask = None if self.query_expansion else masks[0]
+        total, self.last_masked = chunked_infonce(
+            lambda rows: maxsim(q[rows], d, None if q_mask is None else q_mask[rows], masks[1]), lambda rows: rows * n,  # each query's positive: its first candidate
+            b, self.mini_batch_size if backward and self.mini_batch_size else b, col_ids=col_ids, relevant=relevant,
+            weight=self.inbatch_weight, backward=backward, device=q.device)
         self.masked_total += self.last_masked
         return total
