@@ -18,8 +18,11 @@ from typing import Protocol
 from benchmarks.spec import RunSpec
 from encoders.retrievers.protocol import IndexContext, Retriever, Run
 from retrieval.distributed import Dist
+from retrieval.codeid import fingerprint_of
 from retrieval.io import cache_key
+from retrieval.beir import text_order
 from retrieval.metrics import trec_order
+from retrieval.ranking import boundary_open, cut
 from retrieval.store import remove_store
 
 log = logging.getLogger(__name__)
@@ -56,8 +59,12 @@ class Contexts:
         self.wiped: set[Path] = set()
 
     def key(self, retriever: Retriever, corpus_checksum: str) -> str:
+        """The cache folder's key: the corpus, the retriever's identity, its model and encoding settings, and the
+        code of its module with everything that module imports (:func:`retrieval.codeid.fingerprint_of`): embeddings
+        and indexes made by other encoder or index code are never reused; a change elsewhere (metrics, tables,
+        another kind) re-encodes nothing."""
         settings = self.spec.settings(retriever.kind, ("model", "encoding"))
-        return cache_key(kind=retriever.kind, corpus=corpus_checksum, identity=retriever.identity(), settings=settings)
+        return cache_key(kind=retriever.kind, corpus=corpus_checksum, identity=retriever.identity(), settings=settings, code=fingerprint_of(retriever))
 
     def __call__(self, retriever: Retriever, corpus_checksum: str, desc: str = "", drop_self_hits: Callable[[Run, int], Run] | None = None) -> IndexContext:
         """The context of ``retriever`` on a corpus: call it on every rank for a distributed retriever, on rank 0 for others.
@@ -84,6 +91,68 @@ def wipe(folder: Path) -> None:
             remove_store(child)
         elif not child.name.endswith(".lock"):  # lock files stay: a waiter may hold one open
             child.unlink(missing_ok=True)
+
+
+SEARCH_FLOOR = 1000  # every search goes at least this deep, then is cut: a metric at a cutoff <= 1000 never depends on --top-k
+
+
+@dataclass
+class Searched:
+    """A run as :func:`search_run` made it, and how deep it can honestly be scored."""
+
+    run: Run  # every query: at most k hits in trec_eval's order; {} for a query with no text
+    asked: int  # the depth the retriever was first asked for
+    deepened: int  # queries searched again deeper: their tie at the cut reached the end of their list
+    empty: list[str]  # queries with an empty text: not searched, no hits, so they score 0
+    short: list[str]  # queries with fewer hits than there are documents to return, from a retriever whose short runs are not exhaustive
+    depth: int | None  # the deepest cutoff every query's run supports; None: all of k
+
+    def info(self, k: int) -> dict:
+        return {"asked": self.asked, "top_k": k, "deepened_queries": self.deepened, "empty_queries": len(self.empty),
+                "short_queries": len(self.short), "complete_depth": self.depth}
+
+
+def search_run(retriever: Retriever, queries: dict[str, str], k: int, corpus, *, drop: Callable[[Run, int], Run] | None = None) -> Searched:
+    """``retriever``'s run for ``queries`` at depth ``k`` over ``corpus`` (anything with ``len`` and ``in``), the same for every kind.
+
+    1. Queries with an empty text are not searched: they retrieve nothing (a warning counts them). The
+       others are searched in the order of their texts' hashes, whatever order the file had.
+    2. The retriever is asked for ``max(k + 1, SEARCH_FLOOR)`` hits (+1 when ``drop`` removes self-hits),
+       so a cutoff <= 1000 sees the same search whatever ``--top-k`` is, and one hit past the cut shows
+       whether a tie straddles it.
+    3. A query whose lowest returned score equals its k-th (:func:`retrieval.ranking.boundary_open`) is
+       searched again at twice the depth, until the tie group ends or the corpus does.
+    4. Self-hits are dropped (``drop``, ArguAna and Quora), then each query keeps its ``k`` best in
+       trec_eval's order (:func:`retrieval.ranking.cut`): the cut depends on the scores alone.
+    5. A query with fewer hits than documents it could get is *short*. A retriever whose short runs
+       are exhaustive (``exhaustive = True``: BM25 returns every document sharing a term) is trusted;
+       otherwise ``depth`` is the shortest such run, and no metric deeper than it may be reported.
+    """
+    n_docs = len(corpus)
+    k = min(k, n_docs)
+    empty = [q for q, text in queries.items() if not text.strip()]
+    if empty:
+        log.warning("%d queries have an empty text (e.g. %r): they retrieve nothing and score 0", len(empty), empty[0])
+    todo = {q: queries[q] for q in text_order(queries) if queries[q].strip()}  # searched in text order: batches never depend on the file's order
+    extra = int(drop is not None)
+    asked = min(n_docs, max(k + 1, SEARCH_FLOOR) + extra)
+    run = dict(retriever.search(todo, asked)) if todo and asked > 0 else {q: {} for q in todo}
+    depth, deepened = asked, set()
+    pending = [q for q in todo if boundary_open(run.get(q, {}), k + extra, depth)]
+    while pending and depth < n_docs:
+        depth = min(n_docs, 2 * depth)
+        deepened.update(pending)
+        run.update(retriever.search({q: todo[q] for q in pending}, depth))
+        pending = [q for q in pending if boundary_open(run.get(q, {}), k + extra, depth)]
+    if deepened:
+        log.info("%d queries had a score tie at the cut reaching the end of their list: searched again up to depth %d", len(deepened), depth)
+    run = drop(run, k) if drop is not None else cut(run, k)
+    out = {q: run.get(q, {}) if q in todo else {} for q in queries}
+    short = [] if getattr(retriever, "exhaustive", False) else [q for q in todo if len(out[q]) < min(k, n_docs - (1 if drop is not None and q in corpus else 0))]
+    if short:
+        log.warning("%s: %d of %d queries got fewer than %d hits (e.g. %r: %d); metrics deeper than %d are not reported",
+                    retriever.name, len(short), len(todo), k, short[0], len(out[short[0]]), min(len(out[q]) for q in short))
+    return Searched(out, asked, len(deepened), empty, short, min((len(out[q]) for q in short), default=None))
 
 
 def drop_self_hits(run: Run, k: int) -> Run:

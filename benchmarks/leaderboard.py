@@ -28,6 +28,8 @@ from pathlib import Path
 
 from benchmarks.longdoc import parse_name
 from benchmarks.plots import BarPanel, Differences, LengthPanel, draw_differences, draw_paper, length_curves, sorted_differences
+from benchmarks import cells
+from benchmarks.cells import EVAL_SPLIT, choose, natural, superseded_note
 from benchmarks.results import Result, load_results, slug
 from benchmarks.significance import Comparison, adjust, bootstrap_ci, compare
 from benchmarks.spec import CompareConfig
@@ -51,51 +53,43 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def display_names(results: list[Result]) -> list[str]:
-    """Each result's row label: its model name, plus ``[<key>]`` where one name stands for several settings
-    on the same dataset (two folders both called ``final``), so no table row silently hides another."""
-    keys: dict[tuple[str, str, str, str], set[str]] = {}
-    for r in results:
-        keys.setdefault((r.model, r.encoder, r.dataset, r.split), set()).add(r.config_key)
-    ambiguous = {(m, e) for (m, e, _, _), ks in keys.items() if len(ks) > 1}
-    return [f"{r.model} [{r.config_key[:6]}]" if (r.model, r.encoder) in ambiguous else r.model for r in results]
+def display_names(results: list[Result], everything: list[Result] | None = None) -> list[str]:
+    """Each result's row label (:mod:`benchmarks.cells`): its model name, plus the settings that tell it apart
+    from the same model's other results (``BM25 [top_k=100]``), so no table row silently hides another."""
+    table = choose(results, everything)
+    return [table.cell_of(r)[0].label for r in results]
 
 
 def column_of(r: Result) -> str:
-    return r.dataset if r.split == "test" else f"{r.dataset}/{r.split}"
+    """A result's column label: ``scifact`` (test split), ``scifact/train``; an MTEB task as its BEIR dataset."""
+    return cells.column_of(r).label
 
 
-def picked(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[tuple[str, str]], dict[Cell, Result]]:
-    """Datasets (columns), (label, encoder) rows in first-seen order, and the result each cell shows.
+def picked(results: list[Result], metric: str = "ndcg@10", everything: list[Result] | None = None) -> tuple[list[str], list[tuple[str, str]], dict[Cell, Result]]:
+    """Columns (datasets/splits), (label, encoder) rows in first-seen order, and the result each cell shows.
 
-    A cell shows the newest result (``created_at``) of its row and column that has ``metric``:
-    a re-run of the same settings replaces the old one.
+    The choice is :func:`benchmarks.cells.choose`'s, the one rule of every table: one column per dataset
+    and split, one row per model, encoder and settings, and among results of the same experiment the
+    newest; a cell whose newest result lacks ``metric`` is empty.
     """
-    cols: list[str] = []
-    rows: list[tuple[str, str]] = []
-    cell: dict[Cell, Result] = {}
-    for r, name in zip(results, display_names(results)):
-        col = column_of(r)
-        if col not in cols:
-            cols.append(col)
-        if (name, r.encoder) not in rows:
-            rows.append((name, r.encoder))
-        key = (name, r.encoder, col)
-        if metric in r.metrics and (key not in cell or cell[key].created_at <= r.created_at):
-            cell[key] = r
-    return sorted(cols, key=_natural), rows, cell
+    table = choose(results, everything).with_metric(metric)
+    return [c.label for c in table.columns], [(row.label, row.encoder) for row in table.rows], {(row.label, row.encoder, col.label): r for (row, col), r in table.cells.items()}
 
 
-def pivot(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[tuple[str, str]], dict[Cell, float]]:
-    """Datasets (columns), (model, encoder) rows in first-seen order, and ``{(model, encoder, dataset/split): value}``."""
-    cols, rows, cell = picked(results, metric)
+def pivot(results: list[Result], metric: str = "ndcg@10", everything: list[Result] | None = None) -> tuple[list[str], list[tuple[str, str]], dict[Cell, float]]:
+    """Columns, (model, encoder) rows in first-seen order, and ``{(model, encoder, dataset/split): value}``."""
+    cols, rows, cell = picked(results, metric, everything)
     return cols, rows, {k: r.metrics[metric] for k, r in cell.items()}
 
 
+def split_of(column: str) -> str:
+    """The split of a column label (``scifact/train`` -> ``train``; ``scifact`` -> the evaluation split)."""
+    head = column.split(" (in-domain)")[0]
+    return head.rpartition("/")[2] if "/" in head else EVAL_SPLIT
+
+
 def _natural(name: str) -> tuple:
-    """``passkey-512`` before ``passkey-1024``: split off a trailing number."""
-    head, _, tail = name.rpartition("-")
-    return (head, int(tail), "") if tail.isdigit() else (name, -1, "")
+    return natural(name)
 
 
 # ---- significance against a baseline: what the tables mark ---------------------------------------
@@ -112,7 +106,7 @@ def find_baseline(results: list[Result], name: str) -> list[Result]:
     ['BM25']
     """
     labels = display_names(results)
-    rows = list(dict.fromkeys(zip(labels, (r.encoder for r in results))))
+    rows = list(dict.fromkeys(zip(labels, (r.encoder for r in results))))  # every result's row, shown or superseded
     want = name.strip().casefold()
     hits = [row for row in rows if want in (row[0].casefold(), f"{row[0]} ({row[1]})".casefold())]
     if not hits:
@@ -151,9 +145,7 @@ class Marks:
     sources: dict[tuple, Cell]  # identity(result) -> the cell it shows
 
 
-def identity(r: Result) -> tuple:
-    """What tells two results apart, the same whether read from disk or just computed (a Result is not hashable)."""
-    return (r.model, r.encoder, r.dataset, r.split, r.config_key, r.created_at)
+identity = cells.rid  # what tells two results apart, the same whether read from disk or just computed
 
 
 def per_query_scores(r: Result, metric: str) -> dict[str, float] | None:
@@ -181,14 +173,14 @@ def _same_queries(r: Result, a: dict, base: Result, b: dict) -> None:
         )
 
 
-def table_marks(results: list[Result], config: CompareConfig, baseline: Sequence[Result], metric: str = "ndcg@10") -> Marks:
+def table_marks(results: list[Result], config: CompareConfig, baseline: Sequence[Result], metric: str = "ndcg@10", everything: list[Result] | None = None) -> Marks:
     """Compare every cell of the pivot of ``results`` with the baseline's cell of its column.
 
     ``baseline`` comes from :func:`find_baseline` over every result rendered (one table may lack
-    it). Raw p-values per column (:func:`benchmarks.significance.compare`, ``correction="none"``),
-    then one correction over the whole table.
+    it); ``everything`` labels the rows as the rendered table does. Raw p-values per column
+    (:func:`benchmarks.significance.compare`, ``correction="none"``), then one correction over the whole table.
     """
-    cols, _, cell = picked(results, metric)
+    cols, _, cell = picked(results, metric, everything)
     base_ids = {identity(r) for r in baseline}
     base_row = next((key[:2] for key, r in cell.items() if identity(r) in base_ids), None)
     scores, ci, missing = {}, {}, []
@@ -236,7 +228,7 @@ def marks_for(results: list[Result], config: CompareConfig | None, metric: str =
     """:func:`table_marks` of one table (``results``), the baseline found among ``everything`` rendered; None without a baseline."""
     if config is None or config.baseline is None:
         return None
-    return table_marks(results, config, find_baseline(everything if everything is not None else results, config.baseline), metric)
+    return table_marks(results, config, find_baseline(everything if everything is not None else results, config.baseline), metric, everything)
 
 
 TEST_NAMES = {"t": "paired t-test", "randomization": "Fisher randomization test", "wilcoxon": "Wilcoxon signed-rank test"}
@@ -310,19 +302,23 @@ def differences_markdown(marks: Marks, title: str) -> list[str]:
 # ---- the default layout -------------------------------------------------------------------------
 
 
-def to_csv(results: list[Result], compare: CompareConfig | None = None, metric: str = "ndcg@10") -> str:
-    """One row per result; with a baseline, ``metric``'s CI, the comparison and the legend's settings as extra columns."""
-    marks = marks_for(results, compare, metric)
-    cols = metric_columns(results)
+def to_csv(results: list[Result], compare: CompareConfig | None = None, metric: str = "ndcg@10", everything: list[Result] | None = None) -> str:
+    """One row per table cell (the result :func:`benchmarks.cells.choose` shows; superseded results are left out),
+    ``model`` being the row label; with a baseline, ``metric``'s CI, the comparison and the legend's settings as extra columns."""
+    marks = marks_for(results, compare, metric, everything)
+    table = choose(results, everything)
+    shown = [((row, col), table.cells[(row, col)]) for row in table.rows for col in table.columns if (row, col) in table.cells]
+    cols = metric_columns([r for _, r in shown])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     extra = [f"{metric}_ci_lo", f"{metric}_ci_hi", "baseline", f"{metric}_diff", "diff_ci_lo", "diff_ci_hi", "p", "p_adjusted", "significant", "test", "correction", "alpha", "comparisons", "bootstrap", "stats_seed"]
     w.writerow(KEY_COLUMNS + cols + ["num_queries", "num_docs", "total_s"] + (extra if marks else []))
-    for r in results:
-        row = [r.model, r.encoder, r.dataset, r.split] + [f"{r.metrics[c]:.5f}" if c in r.metrics else "" for c in cols] + [r.num_queries, r.num_docs, f"{r.timings.get('total_s', 0):.1f}"]
+    for (row, col), r in shown:
+        dataset = col.dataset + (" (in-domain)" if col.in_domain else "")
+        line = [row.label, r.encoder, dataset, col.split] + [f"{r.metrics[c]:.5f}" if c in r.metrics else "" for c in cols] + [r.num_queries, r.num_docs, f"{r.timings.get('total_s', 0):.1f}"]
         if marks:
-            row += _csv_marks(marks, marks.sources.get(identity(r)))
-        w.writerow(row)
+            line += _csv_marks(marks, marks.sources.get(identity(r)))
+        w.writerow(line)
     return buf.getvalue()
 
 
@@ -334,26 +330,52 @@ def _csv_marks(marks: Marks, key: Cell | None) -> list:
     return ci + [base] + comp + [cfg.test, cfg.correction, f"{cfg.alpha:g}", len(marks.comparisons), cfg.bootstrap, cfg.stats_seed]
 
 
-def to_markdown(results: list[Result], metric: str = "ndcg@10", compare: CompareConfig | None = None, everything: list[Result] | None = None) -> str:
-    """The pivot of ``metric`` (with a baseline: marks, legend, differences), then every metric.
-    ``everything``: the results the baseline is looked up in (default ``results``), e.g. the whole folder."""
-    if not results:
-        return "_no results_\n"
-    marks = marks_for(results, compare, metric, everything)
-    cols, rows, cell = pivot(results, metric)
+def split_tables(cols: list[str]) -> list[tuple[str, list[str]]]:
+    """Columns grouped by split, the evaluation split first: a mean is never taken across splits."""
+    groups: dict[str, list[str]] = {}
+    for c in cols:
+        groups.setdefault(split_of(c), []).append(c)
+    return sorted(groups.items(), key=lambda kv: (kv[0] != EVAL_SPLIT, kv[0]))
+
+
+def pivot_rows(rows: list[tuple[str, str]], cols: list[str], cell: dict[Cell, float], fmt, mean_fmt, *, always_mean: bool = False) -> list[list[str]]:
+    """Rows of a pivot over ``cols`` (one split), with the mean over the columns a row has all of when there are several
+    (``always_mean``: also over one column)."""
     body = []
     for model, enc in rows:
         vals = [cell.get((model, enc, c)) for c in cols]
+        if all(v is None for v in vals):
+            continue  # a row with nothing in this split
+        texts = [fmt(v, (model, enc, c)) if v is not None else "—" for v, c in zip(vals, cols)]
         mean = sum(vals) / len(vals) if all(v is not None for v in vals) else None
-        texts = [_with_marks(f"{v:.4f}", (model, enc, c), marks, 1, 4) if v is not None else "—" for v, c in zip(vals, cols)]
-        body.append([model, enc] + texts + ([f"{mean:.4f}" if mean is not None else "—"] if len(cols) > 1 else []))
-    header = ["model", "encoder"] + cols + (["mean"] if len(cols) > 1 else [])
-    out = [f"## {metric}\n", _md_table(header, body), ""]
+        body.append([model, enc] + texts + ([mean_fmt(mean) if mean is not None else "—"] if len(cols) > 1 or always_mean else []))
+    return body
+
+
+def to_markdown(results: list[Result], metric: str = "ndcg@10", compare: CompareConfig | None = None, everything: list[Result] | None = None) -> str:
+    """The pivot of ``metric``, one table per split (with a baseline: marks, legend, differences), then every metric.
+    ``everything``: the results the baseline is looked up in and the rows are labelled over (default ``results``), e.g. the whole folder."""
+    if not results:
+        return "_no results_\n"
+    marks = marks_for(results, compare, metric, everything)
+    cols, rows, cell = pivot(results, metric, everything)
+    out = []
+    for split, scols in split_tables(cols):
+        body = pivot_rows(rows, scols, cell, lambda v, key: _with_marks(f"{v:.4f}", key, marks, 1, 4), lambda m: f"{m:.4f}")
+        header = ["model", "encoder"] + scols + (["mean"] if len(scols) > 1 else [])
+        title = f"## {metric}" + ("" if split == EVAL_SPLIT else f" (split {split})")
+        out += [f"{title}\n", _md_table(header, body), ""]
     if marks:
         out += [f"- {line}" for line in legend(marks)] + [""]
         out += differences_markdown(marks, f"{metric} against {marks.baseline[0] if marks.baseline else compare.baseline}")
-    mcols = metric_columns(results)
-    full = [[name, r.encoder, r.dataset, r.split] + [f"{r.metrics[c]:.4f}" if c in r.metrics else "—" for c in mcols] + [f"{r.timings.get('total_s', 0):.1f}"] for r, name in zip(results, display_names(results))]
+    table = choose(results, everything)
+    notes = superseded_note(table)
+    if notes:
+        out += ["Superseded results (same experiment, older code or an earlier run; the newest is shown):", ""] + [f"- {n}" for n in notes] + [""]
+    shown = [(row, col, table.cells[(row, col)]) for row in table.rows for col in table.columns if (row, col) in table.cells]
+    mcols = metric_columns([r for *_, r in shown])
+    full = [[row.label, r.encoder, col.dataset + (" (in-domain)" if col.in_domain else ""), col.split] + [f"{r.metrics[c]:.4f}" if c in r.metrics else "—" for c in mcols]
+            + [f"{r.timings.get('total_s', 0):.1f}"] for row, col, r in shown]
     out += ["## All metrics\n", _md_table(KEY_COLUMNS + mcols + ["time (s)"], full), ""]
     return "\n".join(out)
 
@@ -409,41 +431,50 @@ CODE_COLUMNS = {"codesearchnet": "CSN", "stackoverflowqa": "SQA"}
 def paper_column(r: Result) -> str | None:
     """Which Table 1 column a result feeds (None: only in the per-task breakdown).
 
-    BEIR columns average the BEIR datasets; MLDR columns take datasets named ``mldr``
-    (``MLDR-ID`` when the result says the model was trained in domain); BM25 fills the DPR
-    (single-vector) columns as the lexical baseline.
+    BEIR columns average the BEIR datasets (an MTEB task counts as its BEIR dataset, once);
+    MLDR columns take datasets named ``mldr`` (``MLDR-ID`` when the result says the model was
+    trained in domain); BM25 fills the DPR (single-vector) columns as the lexical baseline.
     """
+    dataset = cells.column_of(r).dataset.lower()
     single = r.encoder in ("dpr", "bm25")
-    if r.task in ("beir", "mteb") and not r.dataset.lower().startswith("mldr"):
+    if r.task in ("beir", "mteb") and not dataset.startswith("mldr"):
         return "BEIR-DPR" if single else "BEIR-ColBERT" if r.encoder == "colbert" else None
-    if r.dataset.lower().startswith("mldr"):
+    if dataset.startswith("mldr"):
         if r.encoder == "colbert":
             return "MLDR-ColBERT"
         return "MLDR-ID" if r.provenance.get("in_domain") else "MLDR-OOD"
-    return CODE_COLUMNS.get(r.dataset.lower()) if single else None
+    return CODE_COLUMNS.get(dataset) if single else None
 
 
-def _paper_cells(results: list[Result], metric: str) -> tuple[list[str], dict[tuple[str, str], dict[str, Result]], dict[str, list[str]]]:
-    """Table 1 rows (models), ``{(model, column): {dataset: result}}`` and the datasets each column averages."""
+def _paper_cells(results: list[Result], metric: str, everything: list[Result] | None = None) -> tuple[list[str], dict[tuple[str, str], dict[str, Result]], dict[str, list[str]]]:
+    """Table 1 rows, ``{(row, column): {dataset: result}}`` and the datasets each column averages.
+
+    The cells are :func:`benchmarks.cells.choose`'s on the evaluation split (``test``) only: a train
+    or dev result never feeds Table 1, a model's other settings are another row (labelled), and a
+    dataset counts once per row (an MTEB run of it is a row of its own, ``[MTEB]``).
+    """
+    table = choose(results, everything).with_metric(metric)
+    found = [(row, col, paper_column(r), r) for (row, col), r in table.cells.items() if col.split == EVAL_SPLIT]
+    found = [(row, col, pc, r) for row, col, pc, r in found if pc is not None]
+    clash = {row.label for row, col, pc, _ in found if sum(1 for x in found if x[0].label == row.label and x[2] == pc and x[1].dataset == col.dataset) > 1}
+    order = {row: i for i, row in enumerate(table.rows)}
     cells: dict[tuple[str, str], dict[str, Result]] = {}
     used: dict[str, list[str]] = {c: [] for c in PAPER_COLUMNS}
     models: list[str] = []
-    for r in results:
-        col = paper_column(r)
-        if col is None or metric not in r.metrics:
-            continue
-        if r.model not in models:
-            models.append(r.model)
-        cells.setdefault((r.model, col), {})[r.dataset] = r
-        if r.dataset not in used[col]:
-            used[col].append(r.dataset)
+    for row, col, pc, r in sorted(found, key=lambda x: (order[x[0]], table.columns.index(x[1]))):
+        name = f"{row.label} ({row.encoder})" if row.label in clash else row.label  # two kinds under one name would share a cell
+        if name not in models:
+            models.append(name)
+        cells.setdefault((name, pc), {})[col.dataset] = r
+        if col.dataset not in used[pc]:
+            used[pc].append(col.dataset)
     return models, cells, used
 
 
-def paper_table(results: list[Result], metric: str = "ndcg@10") -> tuple[list[str], list[list[float | None]], dict[str, list[str]], list[list[bool]]]:
+def paper_table(results: list[Result], metric: str = "ndcg@10", everything: list[Result] | None = None) -> tuple[list[str], list[list[float | None]], dict[str, list[str]], list[list[bool]]]:
     """Rows = models, columns = Table 1; returns (row names, values, datasets averaged per column,
     and per cell whether the row lacks some of the column's datasets, so its mean is not comparable)."""
-    models, cells, used = _paper_cells(results, metric)
+    models, cells, used = _paper_cells(results, metric, everything)
     values, partial = [], []
     for m in models:
         row, part = [], []
@@ -463,17 +494,18 @@ def _tasks(results: list[Result]) -> dict[str, list[Result]]:
     return tasks
 
 
-def breakdowns(results: list[Result], metric: str = "ndcg@10") -> dict[str, tuple[list[str], list[tuple[str, str]], dict]]:
-    """Per task: (dataset columns, (model, encoder) rows, cells) — see :func:`pivot`."""
-    return {t: pivot(rs, metric) for t, rs in _tasks(results).items()}
+def breakdowns(results: list[Result], metric: str = "ndcg@10", everything: list[Result] | None = None) -> dict[str, tuple[list[str], list[tuple[str, str]], dict]]:
+    """Per task: (dataset columns, (model, encoder) rows, cells) — see :func:`pivot`; rows labelled over ``everything``."""
+    return {t: pivot(rs, metric, everything if everything is not None else results) for t, rs in _tasks(results).items()}
 
 
 def task_marks(results: list[Result], compare: CompareConfig | None, metric: str = "ndcg@10", everything: list[Result] | None = None) -> dict[str, Marks]:
     """Per task table, its :class:`Marks` (each task table is one family); {} without a baseline."""
     if compare is None or compare.baseline is None:
         return {}
-    baseline = find_baseline(everything if everything is not None else results, compare.baseline)
-    return {t: table_marks(rs, compare, baseline, metric) for t, rs in _tasks(results).items()}
+    everything = everything if everything is not None else results
+    baseline = find_baseline(everything, compare.baseline)
+    return {t: table_marks(rs, compare, baseline, metric, everything) for t, rs in _tasks(results).items()}
 
 
 def _table1_key(cells: dict[str, Result], marks: dict[str, Marks]) -> tuple[Marks | None, Cell | None]:
@@ -485,9 +517,9 @@ def _table1_key(cells: dict[str, Result], marks: dict[str, Marks]) -> tuple[Mark
     return (m, m.sources.get(identity(r))) if m else (None, None)
 
 
-def _table1_texts(results: list[Result], metric: str, marks: dict[str, Marks]) -> tuple[list[str], list[list[str]], dict[str, list[str]], list[list[bool]]]:
-    models, values, used, partial = paper_table(results, metric)
-    _, cells, _ = _paper_cells(results, metric)
+def _table1_texts(results: list[Result], metric: str, marks: dict[str, Marks], everything: list[Result] | None = None) -> tuple[list[str], list[list[str]], dict[str, list[str]], list[list[bool]]]:
+    models, values, used, partial = paper_table(results, metric, everything)
+    _, cells, _ = _paper_cells(results, metric, everything)
     texts = []
     for m, row, part in zip(models, values, partial):
         out = []
@@ -508,22 +540,22 @@ def _fmt(v: float | None) -> str:
 def paper_markdown(results: list[Result], metric: str = "ndcg@10", compare: CompareConfig | None = None, everything: list[Result] | None = None) -> str:
     """Table 1 (scores x100, as the paper prints them), then one breakdown per task with its mean
     (with a baseline: marks, legends, differences; ``everything`` as in :func:`to_markdown`)."""
+    everything = everything if everything is not None else results
     marks = task_marks(results, compare, metric, everything)
-    models, texts, used, partial = _table1_texts(results, metric, marks)
+    models, texts, used, partial = _table1_texts(results, metric, marks, everything)
     rows = [[m] + row for m, row in zip(models, texts)]
-    out = [f"## Table 1 layout ({metric} x 100)\n", _md_table(["model"] + PAPER_COLUMNS, rows), ""]
+    out = [f"## Table 1 layout ({metric} x 100, split {EVAL_SPLIT})\n", _md_table(["model"] + PAPER_COLUMNS, rows), ""]
     notes = [f"- {c}: mean over {', '.join(ds)}" for c, ds in used.items() if ds]
     if any(any(p) for p in partial):
         notes.append("- \\* the row has only some of the column's datasets: its mean is not comparable with full rows.")
-    out += notes + ["- BM25 rows fill the single-vector (DPR) columns as the lexical baseline."] + ([f"- {TABLE1_NOTE}"] if marks else []) + [""]
-    for task, (cols, rows, cell) in breakdowns(results, metric).items():
+    out += notes + ["- BM25 rows fill the single-vector (DPR) columns as the lexical baseline.",
+                    f"- Only {EVAL_SPLIT}-split results feed Table 1; other splits are in the per-task tables, each split with its own mean."] + ([f"- {TABLE1_NOTE}"] if marks else []) + [""]
+    for task, (cols, rows, cell) in breakdowns(results, metric, everything).items():
         mk = marks.get(task)
-        body = []
-        for model, enc in rows:
-            vals = [cell.get((model, enc, c)) for c in cols]
-            got = [v for v in vals if v is not None]
-            body.append([model, enc] + [_with_marks(_fmt(v), (model, enc, c), mk, 100, 1) if v is not None else _fmt(v) for v, c in zip(vals, cols)] + [_fmt(sum(got) / len(got)) if len(got) == len(vals) else "—"])
-        out += [f"## {task} ({metric} x 100)\n", _md_table(["model", "encoder"] + cols + ["mean"], body), ""]
+        for split, scols in split_tables(cols):
+            body = pivot_rows(rows, scols, cell, lambda v, key: _with_marks(_fmt(v), key, mk, 100, 1), _fmt, always_mean=True)
+            title = f"## {task} ({metric} x 100)" if split == EVAL_SPLIT else f"## {task}, split {split} ({metric} x 100)"
+            out += [f"{title}\n", _md_table(["model", "encoder"] + scols + ["mean"], body), ""]
         if mk:
             out += [f"- {line}" for line in legend(mk, scale=100)] + [""]
             out += differences_markdown(mk, f"{task}: {metric} against {mk.baseline[0] if mk.baseline else compare.baseline}")
@@ -588,7 +620,7 @@ def paper_html(results: list[Result], metric: str = "ndcg@10", compare: CompareC
             keys = [_table1_key(cells.get((m, c), {}), marks) for c in PAPER_COLUMNS]  # (marks, cell) per column
             row = [_html_cell(t, key, mk) for t, (mk, key) in zip(row, keys)]
         t1.append([m] + row)
-    parts = [f"<h2>Table 1 layout ({html.escape(metric)} x 100)</h2>", table(["model"] + PAPER_COLUMNS, t1)] + ([notes([TABLE1_NOTE])] if marks else [])
+    parts = [f"<h2>Table 1 layout ({html.escape(metric)} x 100, split {EVAL_SPLIT})</h2>", table(["model"] + PAPER_COLUMNS, t1)] + ([notes([TABLE1_NOTE])] if marks else [])
     for task, (cols, rows, cell) in breakdowns(results, metric).items():
         mk = marks.get(task)
         body = [[m, e] + [_html_cell(_with_marks(_fmt(cell.get((m, e, c))), (m, e, c) if (m, e, c) in cell else None, mk, 100, 1), (m, e, c), mk) if mk else _fmt(cell.get((m, e, c))) for c in cols] for m, e in rows]
@@ -604,7 +636,7 @@ def paper_panels(results: list[Result], metric: str = "ndcg@10", compare: Compar
     cfg = compare or CompareConfig()  # the bootstrap's resamples and seed, with or without a baseline
     panels: list[BarPanel | LengthPanel] = []
     for task, rs in _tasks(results).items():
-        cols, rows, cell = picked(rs, metric)
+        cols, rows, cell = picked(rs, metric, results)
         curves = length_curves({(f"{k[0]} ({k[1]})", k[2]): (r.metrics[metric], _values(per_query_scores(r, metric))) for k, r in cell.items()}, n=cfg.bootstrap, seed=cfg.stats_seed)
         if curves:
             panels.append(LengthPanel(f"{task}: {metric} against document length", curves))

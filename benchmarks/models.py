@@ -14,6 +14,7 @@ import difflib
 from collections.abc import Callable
 
 from benchmarks.spec import RunSpec
+from encoders.bm25 import BM25Config
 from encoders.retrievers.bm25 import BM25Retriever
 from encoders.retrievers.colbert import ColbertRetriever
 from encoders.retrievers.dense import DenseRetriever
@@ -28,7 +29,7 @@ KINDS: dict[str, Factory] = {
     "colbert": lambda name, spec: ColbertRetriever(name, spec.model, spec.encoding, spec.index),
 }
 NAMED: dict[str, Factory] = {
-    "bm25": lambda name, spec: BM25Retriever(),
+    "bm25": lambda name, spec: BM25Retriever(BM25Config(pad_unmatched=spec.index.bm25_pad)),
 }
 
 

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks import registry
-from benchmarks.job import Contexts, Scored
+from benchmarks.job import Contexts, Scored, search_run
 from benchmarks.spec import RunSpec
 from encoders.retrievers.protocol import Retriever
 from retrieval import sources
-from retrieval.beir import BeirDataset, dataset_checksum, doc_text, load_beir
+from retrieval.beir import BeirDataset, content_order, dataset_checksum, doc_text, load_beir
 from retrieval.distributed import Dist
 from retrieval.extras import require
 from retrieval.io import atomic_write_json
@@ -70,16 +70,20 @@ class MtebSearch:
     def index(self, corpus, *, task_metadata, hf_split: str, hf_subset: str, encode_kwargs, num_proc=None, **kwargs: Any) -> None:
         titles = corpus["title"] if "title" in corpus.column_names else [""] * len(corpus)
         docs = {str(i): {"title": t or "", "text": x} for i, t, x in zip(corpus["id"], titles, corpus["text"])}
+        docs = {d: docs[d] for d in content_order(docs)}  # indexed in content order, as BEIR jobs index (retrieval.beir.content_order)
         h = hashlib.sha256()
         for i, d in docs.items():
             h.update(f"{i}\t{doc_text(d)}\n".encode())
-        self.n_docs = len(docs)
+        self.n_docs, self.doc_ids = len(docs), set(docs)
         self.retriever.index(docs, self.contexts(self.retriever, h.hexdigest(), getattr(task_metadata, "name", "")))
 
     def search(self, queries, *, task_metadata, hf_split: str, hf_subset: str, top_k: int, encode_kwargs, top_ranked=None, num_proc=None, **kwargs: Any) -> dict[str, dict[str, float]]:
+        """The run our BEIR jobs would make (:func:`benchmarks.job.search_run`: depth floor, ties at the cut, empty queries), scored by MTEB."""
         if top_ranked is not None:
             raise ValueError("MtebSearch does full-corpus search only; reranking tasks (top_ranked) are not supported")
-        return self.retriever.search({str(q): t for q, t in zip(queries["id"], queries["text"])}, min(top_k, self.n_docs))
+        searched = search_run(self.retriever, {str(q): t for q, t in zip(queries["id"], queries["text"])}, top_k, self.doc_ids)
+        self.searched, self.top_k = searched, top_k
+        return searched.run
 
 
 def model_meta(name: str, revision: str, *, kind: str):
@@ -224,7 +228,7 @@ class MtebJob:
 
     def identity(self) -> dict:
         data = "local:" + dataset_checksum(self.folder, self.split) if self.folder else "mteb:" + self.mteb_name
-        return {"mteb_task": self.mteb_name, "data": data, "split": self.split, "evaluator": "mteb " + _mteb().__version__}
+        return {"mteb_task": self.mteb_name, "data": data, "split": self.split, "evaluator": "mteb", "versions": {"mteb": _mteb().__version__}}
 
     def evaluate(self, retriever: Retriever, contexts: Contexts, dist: Dist) -> Scored | None:
         if not dist.is_main:
@@ -246,7 +250,15 @@ class MtebJob:
             log.warning("%s has %d subsets; our result keeps the first (%s), the MTEB JSON has all", self.mteb_name, len(scores), scores[0]["hf_subset"])
         prov.update(mteb_version=task_result.mteb_version, mteb_dataset_revision_field=task_result.dataset_revision, mteb_result_json=str(path))
         n_q, n_d = prov.pop("counts")
-        return Scored(our_metrics(scores[0], prov["mteb_main_score"]), n_q, n_d, prov, {"mteb_evaluate_s": seconds, "mteb_evaluation_time_s": float(task_result.evaluation_time or 0.0)})
+        metrics = our_metrics(scores[0], prov["mteb_main_score"])
+        searched = getattr(model, "searched", None)
+        if searched is not None:
+            prov.update(search=searched.info(model.top_k), empty_queries=len(searched.empty))
+            if searched.depth is not None:  # MTEB scores every cutoff it knows; none deeper than our run may be reported
+                deep = [m for m in metrics if "@" in m and m.split("@")[1].isdigit() and int(m.split("@")[1]) > searched.depth]
+                metrics = {m: v for m, v in metrics.items() if m not in deep}
+                prov["metrics_not_reported"] = deep
+        return Scored(metrics, n_q, n_d, prov, {"mteb_evaluate_s": seconds, "mteb_evaluation_time_s": float(task_result.evaluation_time or 0.0)})
 
     def _load(self, task) -> dict:
         """Load the task's data (so a missing dataset fails clearly, before encoding); returns its provenance."""

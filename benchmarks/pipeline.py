@@ -23,6 +23,7 @@ from benchmarks.spec import RunSpec
 from encoders.retrievers.protocol import Retriever
 from retrieval import distributed
 from retrieval.distributed import Dist
+from retrieval.codeid import fingerprint_of
 from retrieval.io import cache_key
 from retrieval.locks import file_lock
 from retrieval.provenance import git_commit, library_versions, machine
@@ -37,8 +38,39 @@ def summary(r: Result, how: str) -> None:
 
 
 def result_key(job: Job, retriever: Retriever, spec: RunSpec) -> str:
-    """The hash of everything that can change this pair's scores."""
-    return cache_key(job=job.identity(), kind=retriever.kind, retriever=retriever.identity(), settings=spec.settings(retriever.kind))
+    """The hash of everything that can change this pair's scores, the code that computes them included.
+
+    ``code``: :func:`retrieval.codeid.fingerprint` of the modules defining the job, the retriever and
+    its components (each with every project module it imports), so a result computed by other code
+    is never taken from the cache as current.
+    """
+    return cache_key(job=job.identity(), kind=retriever.kind, retriever=retriever.identity(), settings=spec.settings(retriever.kind), code=code_of(job, retriever))
+
+
+def variant_key(job: Job, retriever: Retriever, spec: RunSpec) -> str:
+    """:func:`result_key` without the code and the library versions (every ``"versions"`` entry of the identities):
+    two results with one variant key ran the same experiment on the same data, and differ only in the code or libraries
+    that computed them (the newer supersedes the older in tables, :mod:`benchmarks.cells`)."""
+    return cache_key(job=without_versions(job.identity()), kind=retriever.kind, retriever=without_versions(retriever.identity()), settings=spec.settings(retriever.kind))
+
+
+def without_versions(obj):
+    """``obj`` (nested dicts and lists) without any ``"versions"`` entry."""
+    if isinstance(obj, dict):
+        return {k: without_versions(v) for k, v in obj.items() if k != "versions"}
+    if isinstance(obj, (list, tuple)):
+        return [without_versions(v) for v in obj]
+    return obj
+
+
+def code_of(job: Job, retriever: Retriever) -> str:
+    """The code fingerprint of a (job, retriever) pair: the job's module, the retriever's and its components' (recursively)."""
+    objs, todo = [job], [retriever]
+    while todo:
+        r = todo.pop()
+        objs.append(r)
+        todo += list(getattr(r, "components", ()))
+    return fingerprint_of(*objs)
 
 
 def jobs_for(spec: RunSpec) -> list[Job]:
@@ -109,8 +141,9 @@ def compute(job: Job, retriever: Retriever, spec: RunSpec, contexts: Contexts, c
         if components:
             prov["components"] = [{"name": c.name, "kind": c.kind, "result_key": result_key(job, c, spec)} for c in components]
         timings = {**prov.pop("timings", {}), **scored.timings, "total_s": time.perf_counter() - t}
+        identity = {"settings": spec.settings(retriever.kind), "code": code_of(job, retriever), "variant_key": variant_key(job, retriever, spec)}
         result = Result(model=retriever.name, encoder=retriever.kind, dataset=job.dataset, split=job.split, task=job.task, metrics=scored.metrics, num_queries=scored.num_queries,
-                        num_docs=scored.num_docs, config_key=key, provenance={**common, **prov, **scored.provenance, "settings": spec.settings(retriever.kind)}, timings=timings,
+                        num_docs=scored.num_docs, config_key=key, provenance={**common, **prov, **scored.provenance, **identity}, timings=timings,
                         per_query=scored.per_query)
         if spec.output.save_run and scored.run is not None:
             write_trec(scored.run, out_dir / "runs" / f"{result.stem}.trec", tag=result.stem)

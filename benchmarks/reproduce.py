@@ -11,9 +11,16 @@ One TOML file per figure. Top-level keys (``*`` = required)::
     name*          unique id, [a-z0-9._-]            description*   what the figure is
     expected*      the published value (a fraction)  tolerance*     allowed |measured - expected|, in (0, 1)
     source*        where the figure comes from (file, URL, commit)
+    source_kind*   published (a figure someone else published) | own (an earlier run of this project:
+                   it checks that we still get what we got, not that we agree with anyone)
     cost*          cheap | moderate | expensive      cpu_time*      rough CPU time, e.g. "~10 s (2 cores)"
     metric         default "ndcg@10"                 needs          what a user must supply, e.g. "weights: ..."
     not_applicable a reason: listed, never run, never ✔ (a figure for other data than ours)
+    [[alternative]] what the figure is told apart from (required with [train]: what training is compared
+                   with). Each: ``entry = "NAME"`` (that entry's expected value; same datasets, split and
+                   metric) or ``value = 0.3159``, and ``description``. The entry is refused when its
+                   tolerance would accept an alternative's number (|alternative - expected| <= tolerance):
+                   a ✔ must tell the claim from what it claims to differ from.
     [run]*         the evaluate run: run-spec fields by their flat names (benchmarks.spec.make_spec):
                    models (exactly one --models entry; absent when [train] gives the model), datasets
                    (several: the measured value is their mean), task, split, encoder, top_k, ...
@@ -56,14 +63,16 @@ from huggingface_hub import try_to_load_from_cache
 
 from benchmarks import longdoc, models, pipeline
 from benchmarks.spec import SECTIONS, RunSpec, make_spec
-from encoders.loading import ALIASES
+from encoders.dtype import resolve_dtype
+from encoders.loading import ALIASES, maths_versions
 from encoders.training import trainer
-from encoders.training.config import RESUME_FREE, TrainConfig
+from encoders.training.config import RESUME_FREE, TrainConfig, resolve_device
 from encoders.training.data import parse_train_data
 from encoders.training.mining import MiningConfig
 from retrieval import sources
 from retrieval.flags import ChoiceError, choice, split_list
 from retrieval.fusion import parse_fusion
+from retrieval.codeid import fingerprint
 from retrieval.io import atomic_write_json, atomic_write_text, cache_key
 from retrieval.layouts import detect
 
@@ -77,9 +86,11 @@ Status = Literal["pass", "fail", "skip", "n/a"]
 MARK = {"pass": "✔", "fail": "✘", "skip": "skip", "n/a": "n/a"}
 REF = "entry:"  # a train setting "entry:NAME" is entry NAME's trained model
 
-TOP_KEYS: dict[str, type] = {"name": str, "description": str, "expected": float, "tolerance": float, "metric": str, "source": str,
-                             "cost": str, "cpu_time": str, "needs": str, "not_applicable": str, "run": dict, "train": dict}
-REQUIRED = ("name", "description", "expected", "tolerance", "source", "cost", "cpu_time", "run")
+TOP_KEYS: dict[str, type] = {"name": str, "description": str, "expected": float, "tolerance": float, "metric": str, "source": str, "source_kind": str,
+                             "cost": str, "cpu_time": str, "needs": str, "not_applicable": str, "run": dict, "train": dict, "alternative": list}
+REQUIRED = ("name", "description", "expected", "tolerance", "source", "source_kind", "cost", "cpu_time", "run")
+SOURCE_KINDS = ("published", "own")
+ALTERNATIVE_KEYS = {"entry": str, "value": float, "description": str, "source": str}
 CLI_ONLY = {"output", "cache_dir", "no_cache", "save_run", "leaderboard", "layout", "data_dir"}  # never change a score: the command line's
 TRAIN_RUNNER = {"output", "resume", "eval_data", "data_dir", "cache_dir"}  # set by the runner
 REF_KEYS = {"model", "teacher", "mine_model"}  # train settings that may be "entry:NAME"
@@ -101,6 +112,19 @@ class TrainStep:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """A number the entry's figure must be told apart from: another entry's expected value, or a value given."""
+
+    description: str
+    entry: str | None = None  # another entry's name: its expected value (resolved by load_entries)
+    value: float | None = None
+    source: str = ""
+
+    def label(self) -> str:
+        return f"{self.entry or self.description} {self.value:.4f}" if self.value is not None else (self.entry or self.description)
+
+
+@dataclass(frozen=True)
 class Entry:
     name: str
     path: Path
@@ -111,10 +135,12 @@ class Entry:
     cost: Cost
     cpu_time: str
     run: dict  # validated flat run-spec fields (tuples for list fields)
+    source_kind: str = "published"
     metric: str = "ndcg@10"
     needs: str | None = None
     not_applicable: str | None = None
     train: TrainStep | None = None
+    alternatives: tuple[Alternative, ...] = ()
 
     @property
     def model(self) -> str | None:
@@ -261,6 +287,10 @@ def parse_entry(path: Path) -> Entry:
             raise EntryError(f"{path}: {key}: missing (required: {', '.join(REQUIRED)})")
     for key, value in data.items():
         tp = TOP_KEYS[key]
+        if tp is list:
+            if not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+                raise EntryError(f"{path}: {key}: expected an array of tables ([[{key}]]), got {value!r}")
+            continue
         if not _accepts(value, tp) or (tp is dict) != isinstance(value, dict):
             raise EntryError(f"{path}: {key}: expected {'a table' if tp is dict else tp.__name__}, got {value!r}")
     if not NAME.fullmatch(data["name"]):
@@ -272,6 +302,8 @@ def parse_entry(path: Path) -> Entry:
         raise EntryError(f"{path}: tolerance: {data['tolerance']!r} must be in (0, 1)")
     if data["cost"] not in COSTS:
         raise EntryError(f"{path}: cost: {data['cost']!r} is not one of {', '.join(COSTS)}")
+    if data["source_kind"] not in SOURCE_KINDS:
+        raise EntryError(f"{path}: source_kind: {data['source_kind']!r} is not one of {', '.join(SOURCE_KINDS)} (a figure someone published, or an earlier run of ours)")
     metric = data.get("metric", "ndcg@10")
     if not METRIC.fullmatch(metric):
         raise EntryError(f"{path}: metric: {metric!r} is not a metric name such as 'ndcg@10'")
@@ -279,9 +311,43 @@ def parse_entry(path: Path) -> Entry:
     run = parse_run(path, data["run"], trained=train is not None)
     if train is not None and train.settings.get("encoder", "dpr") != run.get("encoder", "dpr"):
         raise EntryError(f"{path}: run.encoder: {run.get('encoder', 'dpr')!r} differs from the trained encoder {train.settings.get('encoder', 'dpr')!r}")
-    return Entry(name=data["name"], path=path, description=data["description"], expected=expected, tolerance=tol, source=data["source"],
-                 cost=data["cost"], cpu_time=data["cpu_time"], run=run, metric=metric, needs=data.get("needs"),
-                 not_applicable=data.get("not_applicable"), train=train)
+    alternatives = tuple(parse_alternative(path, i, t) for i, t in enumerate(data.get("alternative", [])))
+    if train is not None and not alternatives and not data.get("not_applicable"):
+        raise EntryError(f"{path}: alternative: an entry with a [train] step names what training is compared with "
+                         "([[alternative]] with entry = the starting model's entry, or value = its figure, and description)")
+    entry = Entry(name=data["name"], path=path, description=data["description"], expected=expected, tolerance=tol, source=data["source"],
+                  source_kind=data["source_kind"], cost=data["cost"], cpu_time=data["cpu_time"], run=run, metric=metric, needs=data.get("needs"),
+                  not_applicable=data.get("not_applicable"), train=train, alternatives=alternatives)
+    for alt in alternatives:
+        if alt.value is not None:
+            check_distinguishes(entry, alt)
+    return entry
+
+
+def parse_alternative(path: Path, i: int, table: dict) -> Alternative:
+    """One ``[[alternative]]`` table: ``entry`` or ``value`` (exactly one), ``description``, optional ``source``."""
+    where = f"{path}: alternative[{i}]"
+    for key, value in table.items():
+        if key not in ALTERNATIVE_KEYS:
+            raise EntryError(f"{where}.{key}: unknown key{_hint(key, ALTERNATIVE_KEYS)}")
+        if not _accepts(value, ALTERNATIVE_KEYS[key]):
+            raise EntryError(f"{where}.{key}: expected {ALTERNATIVE_KEYS[key].__name__}, got {value!r}")
+    if ("entry" in table) == ("value" in table):
+        raise EntryError(f"{where}: give exactly one of entry (another entry's name) or value (a figure), got {sorted(table)}")
+    if not table.get("description"):
+        raise EntryError(f"{where}.description: missing (what the alternative is, e.g. 'zero-shot all-MiniLM-L6-v2')")
+    value = table.get("value")
+    if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise EntryError(f"{where}.value: {value!r} is not a metric value in [0, 1]")
+    return Alternative(table["description"], table.get("entry"), None if value is None else float(value), table.get("source", ""))
+
+
+def check_distinguishes(entry: Entry, alt: Alternative) -> None:
+    """EntryError unless ``entry``'s tolerance rejects ``alt``'s number: a ✔ must tell the two apart."""
+    gap = abs(alt.value - entry.expected)
+    if gap <= entry.tolerance + 1e-12:
+        raise EntryError(f"{entry.path}: tolerance: ±{entry.tolerance:g} around {entry.expected:.4f} would accept the alternative "
+                         f"{alt.label()} ({alt.description}; |difference| {gap:.4f}): lower the tolerance below {gap:.4f}, or the entry cannot tell them apart")
 
 
 def load_entries(folder: Path = DEFAULT_DIR) -> list[Entry]:
@@ -293,6 +359,8 @@ def load_entries(folder: Path = DEFAULT_DIR) -> list[Entry]:
             raise EntryError(f"{e.path}: name: {e.name!r} is also the name of {seen[e.name]}")
         seen[e.name] = e.path
     by_name = {e.name: e for e in entries}
+    entries = [resolve_alternatives(e, by_name) for e in entries]
+    by_name = {e.name: e for e in entries}
     for e in entries:
         for key, value in (e.train.settings.items() if e.train else ()):
             if isinstance(value, str) and value.startswith(REF):
@@ -302,6 +370,25 @@ def load_entries(folder: Path = DEFAULT_DIR) -> list[Entry]:
                 if ref is None or ref.train is None:
                     raise EntryError(f"{e.path}: train.{key}: {value!r} is not an entry with a [train] step{_hint(value[len(REF):], [n for n, x in by_name.items() if x.train])}")
     return sorted(entries, key=lambda e: e.name)
+
+
+def resolve_alternatives(e: Entry, by_name: Mapping[str, Entry]) -> Entry:
+    """``e`` with each ``entry = NAME`` alternative given that entry's expected value, checked to measure the same thing
+    (datasets, split, metric) and to be rejected by ``e``'s tolerance."""
+    out = []
+    for i, alt in enumerate(e.alternatives):
+        if alt.entry is not None:
+            ref = by_name.get(alt.entry)
+            if ref is None:
+                raise EntryError(f"{e.path}: alternative[{i}].entry: no entry named {alt.entry!r}{_hint(alt.entry, list(by_name))}")
+            same = [(k, e.run.get(k, d), ref.run.get(k, d)) for k, d in (("datasets", ()), ("split", "test"))] + [("metric", e.metric, ref.metric)]
+            differ = [f"{k} {a!r} vs {b!r}" for k, a, b in same if a != b]
+            if differ:
+                raise EntryError(f"{e.path}: alternative[{i}].entry: {alt.entry!r} measures something else ({'; '.join(differ)})")
+            alt = dataclasses.replace(alt, value=ref.expected, source=alt.source or f"entry {ref.name}: {ref.source}")
+            check_distinguishes(e, alt)
+        out.append(alt)
+    return dataclasses.replace(e, alternatives=tuple(out))
 
 
 def select(entries: list[Entry], names: str = "") -> list[Entry]:
@@ -409,10 +496,23 @@ def missing_model(name: str) -> str | None:
 
 
 def train_folder(entry: Entry, ctx: Context) -> Path:
-    """Where ``entry``'s trained model goes: keyed by every setting that changes the weights (refs by their own folders)."""
+    """Where ``entry``'s trained model goes: keyed by everything that changes the weights (refs by their own folders).
+
+    The settings (``--resume`` may change the others, which move files or logs), what the precision
+    and the device resolve to here (``--dtype auto`` is bf16 on one machine and fp32 on another; a
+    GPU rounds differently from a CPU), the training code (:func:`retrieval.codeid.fingerprint` of
+    the trainer and all it imports) and the versions of the libraries that compute the weights.
+    """
     cfg, mining = train_configs(entry, ctx, lambda ref: train_folder(ref, ctx))
-    weights = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_FREE}
-    return ctx.cache_root / "reproductions" / "train" / f"{entry.name}-{cache_key(config=weights, mining=dataclasses.asdict(mining))}"
+    return ctx.cache_root / "reproductions" / "train" / f"{entry.name}-{cache_key(**weights_identity(cfg, mining))}"
+
+
+def weights_identity(cfg: TrainConfig, mining: MiningConfig) -> dict:
+    """Everything that changes the weights a training run produces (see :func:`train_folder`)."""
+    device = resolve_device(cfg)
+    precision = resolve_dtype(cfg.dtype, device, Path(cfg.cache_dir) if cfg.cache_dir else None)
+    return {"config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_FREE}, "mining": dataclasses.asdict(mining),
+            "dtype_resolved": precision.dtype, "device_type": device.split(":")[0], "code": fingerprint("encoders.training.trainer"), "versions": maths_versions()}
 
 
 def train_configs(entry: Entry, ctx: Context, model_of: Callable[[Entry], Path]) -> tuple[TrainConfig, MiningConfig]:
@@ -567,6 +667,8 @@ class Row:
     source: str
     cost: str
     results: tuple[str, ...] = ()
+    source_kind: str = "published"
+    alternatives: tuple[str, ...] = ()  # "name value (|Δ| gap)" of each alternative the tolerance rejects
 
 
 def judge(expected: float, tolerance: float, measured: float) -> Status:
@@ -589,7 +691,8 @@ def matrix_rows(entries: list[Entry], outcomes: Mapping[str, Outcome]) -> list[R
             status = "fail" if o.failed else "n/a" if e.not_applicable else "skip"
         delta = None if o.measured is None else o.measured - e.expected
         reason = o.reason or (f"outside ±{e.tolerance:g}" if status == "fail" else "")
-        rows.append(Row(e.name, e.metric, e.expected, e.tolerance, o.measured, delta, status, reason, e.source, e.cost, o.results))
+        alts = tuple(f"{a.label()} (|Δ| {abs(a.value - e.expected):.4f})" for a in e.alternatives)
+        rows.append(Row(e.name, e.metric, e.expected, e.tolerance, o.measured, delta, status, reason, e.source, e.cost, o.results, e.source_kind, alts))
     return rows
 
 
@@ -606,26 +709,32 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+SOURCE_NOTE = ("source: published = a figure someone else published (agreement with it is evidence); own = an earlier run of this "
+               "project (a ✔ says we still get what we got). alternative: the number the figure is told apart from; every tolerance is below its gap.")
+
+
 def to_markdown(rows: list[Row]) -> str:
-    header = ["name", "metric", "expected ± tol", "measured", "delta", "status", "cost", "reason / source"]
+    header = ["name", "metric", "expected ± tol", "measured", "delta", "status", "source", "alternative (|Δ| to expected)", "cost", "reason / reference"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in rows:
         why = f"{r.reason} — source: {r.source}" if r.reason else r.source
-        cells = [r.name, r.metric, f"{r.expected:.4f} ± {r.tolerance:.4f}", _num(r.measured), _num(r.delta, True), MARK[r.status], r.cost, why]
+        cells = [r.name, r.metric, f"{r.expected:.4f} ± {r.tolerance:.4f}", _num(r.measured), _num(r.delta, True), MARK[r.status], r.source_kind,
+                 "; ".join(r.alternatives) or "—", r.cost, why]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-    return "\n".join(lines) + f"\n\n{summary(rows)}\n"
+    return "\n".join(lines) + f"\n\n{summary(rows)}\n\n{SOURCE_NOTE}\n"
 
 
 def to_html(rows: list[Row]) -> str:
     style = ("body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}"
              ".pass{background:#dfd}.fail{background:#fdd}.skip,.n\\/a{color:#666}")
-    head = "".join(f"<th>{h}</th>" for h in ["name", "metric", "expected ± tol", "measured", "delta", "status", "cost", "reason", "source"])
+    head = "".join(f"<th>{h}</th>" for h in ["name", "metric", "expected ± tol", "measured", "delta", "status", "source", "alternative (|Δ| to expected)", "cost", "reason", "reference"])
     body = "".join(
         f"<tr class='{html.escape(r.status)}'>" + "".join(f"<td>{html.escape(c)}</td>" for c in [
-            r.name, r.metric, f"{r.expected:.4f} ± {r.tolerance:.4f}", _num(r.measured), _num(r.delta, True), MARK[r.status], r.cost, r.reason, r.source]) + "</tr>"
+            r.name, r.metric, f"{r.expected:.4f} ± {r.tolerance:.4f}", _num(r.measured), _num(r.delta, True), MARK[r.status], r.source_kind,
+            "; ".join(r.alternatives) or "—", r.cost, r.reason, r.source]) + "</tr>"
         for r in rows)
     return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>Reproduction matrix</title><style>{style}</style></head><body>\n"
-            f"<h2>Reproduction matrix</h2>\n<table><tr>{head}</tr>{body}</table>\n<p>{html.escape(summary(rows))}</p>\n</body></html>\n")
+            f"<h2>Reproduction matrix</h2>\n<table><tr>{head}</tr>{body}</table>\n<p>{html.escape(summary(rows))}</p>\n<p>{html.escape(SOURCE_NOTE)}</p>\n</body></html>\n")
 
 
 def write_matrix(folder: Path, rows: list[Row]) -> None:

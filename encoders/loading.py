@@ -78,7 +78,7 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
     return h.digest()
 
 
-MATHS_LIBRARIES = ("torch", "transformers", "tokenizers", "sentence-transformers", "pylate")  # tokenizers: its version can change the ids
+MATHS_LIBRARIES = ("torch", "transformers", "tokenizers", "sentence-transformers", "pylate", "faiss-cpu")  # tokenizers: its version can change the ids; faiss: index and search
 
 
 def maths_versions() -> dict[str, str | None]:

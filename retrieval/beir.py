@@ -58,18 +58,29 @@ class BeirDataset:
     checksum: str  # sha256 over corpus, queries and this split's qrels files
     corpus_checksum: str  # sha256 of corpus.jsonl alone (keys the corpus embedding cache)
     unknown_qrels_docs: int  # qrels rows whose doc id is not in the corpus
+    queries_without_text: int = 0  # qrels query ids with no line in queries.jsonl: dropped (BEIR and MTEB drop them too)
+    empty_queries: tuple[str, ...] = ()  # evaluated queries whose text is empty or blank: they retrieve nothing and score 0
 
 
 # ---- the validating reader: every loader, converter and training-data reader goes through it -----
 
 
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark that Windows tools (Notepad, Excel's "CSV UTF-8") put first
+
+
 def _read_lines(path: Path):
-    """Yield (line_number, byte_offset, text) for each non-blank line; a missing file or non-UTF-8 bytes are DataErrors."""
+    """Yield (line_number, byte_offset, text) for each non-blank line; a missing file or non-UTF-8 bytes are DataErrors.
+
+    A leading UTF-8 byte-order mark is read past (the offset of line 1 is then 3, where its text starts).
+    """
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
     offset = 0
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
+            if lineno == 1 and raw.startswith(BOM):
+                log.info("%s: starts with a UTF-8 byte-order mark; read past it", path)
+                raw, offset = raw[len(BOM):], len(BOM)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -348,8 +359,13 @@ def load_beir(folder: Path, split: str = "test", *, name: str | None = None, str
     qrels = load_qrels(qrels_path)
     missing_q = [q for q in qrels if q not in queries]
     if missing_q:
-        log.warning("%s: %d qrels query ids have no query text (e.g. %r); they are dropped", qrels_path, len(missing_q), missing_q[0])
+        log.warning("%s: %d qrels query ids have no line in %s (e.g. %r); they are dropped, and counted in the result (queries_without_text)",
+                    qrels_path, len(missing_q), queries_path, missing_q[0])
         qrels = {q: d for q, d in qrels.items() if q in queries}
+    empty = tuple(q for q in qrels if not queries[q].strip())
+    if empty:
+        log.warning("%s: %d evaluated queries have an empty text (e.g. %r); they retrieve nothing and score 0, counted in the result (empty_queries)",
+                    queries_path, len(empty), empty[0])
     unknown = sum(1 for docs in qrels.values() for d in docs if d not in corpus)
     if unknown:
         log.warning("%s: %d qrels rows point at documents not in %s", qrels_path, unknown, corpus_path)
@@ -363,7 +379,54 @@ def load_beir(folder: Path, split: str = "test", *, name: str | None = None, str
         checksum=dataset_checksum(folder, split),
         corpus_checksum=file_sha256(corpus_path),
         unknown_qrels_docs=unknown,
+        queries_without_text=len(missing_q),
+        empty_queries=empty,
     )
+
+
+def content_hash(doc: Mapping[str, str]) -> str:
+    """A hash of a document's content (title and text), never of its id or position."""
+    return hashlib.sha1(f"{doc.get('title', '')}\x00{doc['text']}".encode()).hexdigest()
+
+
+def content_order(corpus: Mapping) -> list[str]:
+    """The corpus's ids ordered by :func:`content_hash`, identical documents in file order.
+
+    Retrievers index the corpus in this order, so a copy with its lines permuted or its ids renamed
+    builds the same index: FAISS IVF and PQ training (k-means picks its starting points by
+    position), HNSW's graph (built in insertion order) and PLAID's centroids all depend on the
+    order documents come in, and encoding batches on which documents share a batch. Identical
+    documents have identical vectors, so their order among themselves changes nothing but which id
+    sits where; trec_eval's tie order (by id) decides between them.
+
+    >>> content_order({"b": {"title": "", "text": "x"}, "a": {"title": "", "text": "x"}, "c": {"title": "", "text": "y"}})
+    ['b', 'a', 'c']
+    """
+    return sorted(corpus, key=lambda d: content_hash(corpus[d]))  # sorted() is stable: identical documents keep file order
+
+
+def text_order(texts: Mapping[str, str]) -> list[str]:
+    """Query ids ordered by a hash of their text (identical texts in the given order): the search order of every job."""
+    return sorted(texts, key=lambda q: hashlib.sha1(texts[q].encode()).hexdigest())
+
+
+class Ordered(Mapping):
+    """``base`` (a corpus dict or a :class:`DiskCorpus`) iterated in ``order``; lookups go to ``base``."""
+
+    def __init__(self, base: Mapping, order: list[str]):
+        self.base, self.order = base, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __contains__(self, key) -> bool:
+        return key in self.base
+
+    def __getitem__(self, key):
+        return self.base[key]
 
 
 def doc_text(doc: dict[str, str], sep: str = " ") -> str:

@@ -111,7 +111,36 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, *, batch_size: int =
     I = np.empty((len(queries), k), dtype=np.int64)
     for lo in progress.bar(range(0, len(queries), batch_size), desc=desc, unit="batch"):
         D[lo : lo + batch_size], I[lo : lo + batch_size] = index.search(queries[lo : lo + batch_size], k)
+    fill_short(index, queries, D, I, k)
     return D, I
+
+
+def fill_short(index: faiss.Index, queries: np.ndarray, D: np.ndarray, I: np.ndarray, k: int) -> int:
+    """Search again, wider, the queries an approximate index gave fewer than ``k`` hits (``I == -1``), in place.
+
+    IVF probes ``nprobe`` lists: a query near small lists gets fewer than k vectors. It is searched
+    again with every list probed. HNSW stops at ``efSearch`` candidates; it is searched again with
+    ``efSearch = 4k``. Returns the number of queries searched again; any still short stay so, and
+    the pipeline limits the depth it reports (:func:`benchmarks.job.search_run`).
+    """
+    short = np.nonzero((I < 0).any(axis=1))[0] if k <= index.ntotal else np.empty(0, dtype=np.int64)
+    if len(short) == 0:
+        return 0
+    ivf = faiss.try_extract_index_ivf(index)
+    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+    saved = (ivf.nprobe if ivf is not None else None, hnsw.efSearch if hnsw is not None else None)
+    try:
+        if ivf is not None:
+            ivf.nprobe = ivf.nlist
+        if hnsw is not None:
+            hnsw.efSearch = max(hnsw.efSearch, 4 * k)
+        D[short], I[short] = index.search(queries[short], k)
+    finally:
+        if ivf is not None:
+            ivf.nprobe = saved[0]
+        if hnsw is not None:
+            hnsw.efSearch = saved[1]
+    return len(short)
 
 
 def to_run(D: np.ndarray, I: np.ndarray, query_ids: list[str], doc_ids: list[str], *, ignore_identical_ids: bool = False, k: int | None = None) -> dict[str, dict[str, float]]:

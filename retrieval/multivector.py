@@ -15,7 +15,9 @@ Backends (``BACKENDS`` maps the names):
   candidates. Candidates are pruned to ``max(k, n_rerank)`` by an approximate score built
   from the fetched similarities alone, a missing (query token, document) similarity imputed
   by that query token's ``k_tokens``-th score (XTR, Lee et al. 2023, sec. 3.2), then
-  rescored by exact MaxSim from the float16 store. Every returned score is exact.
+  rescored by exact MaxSim from the float16 store. Every returned score is exact. A query
+  whose fetched tokens belong to fewer than k documents is searched exactly instead
+  (:func:`fill_short`), so no run is shorter than k without a word.
 * ``plaid``: PyLate's PLAID (fast-plaid; Santhanam et al. 2022, "PLAID") built from the
   same stored embeddings. By default PLAID only proposes candidates (its top ``n_rerank``)
   and they are rescored by exact MaxSim from the float16 store, as for ``faiss``: PLAID's
@@ -54,6 +56,24 @@ class MultiVectorIndex(Protocol):
 
 def _empty(Q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((Q, k), NEG_INF, dtype=np.float32), np.full((Q, k), -1, dtype=np.int64)
+
+
+def fill_short(store: TokenStore, queries: list[np.ndarray], D: np.ndarray, I: np.ndarray, k: int, *, chunk_tokens: int = 1 << 16) -> int:
+    """Give every query whose candidates yielded fewer than ``min(k, documents)`` hits its exact top ``k`` instead (in place).
+
+    A candidate generator (FAISS token fetches, PLAID's probes) can propose fewer documents than k:
+    the fetched tokens may belong to few documents (queries repeating a few vectors, as [MASK]
+    expansion does). Such a run is not silently short: those queries are scored by exact MaxSim over
+    the whole store, streamed in chunks, and their rows replaced. Returns how many were filled.
+    """
+    want = min(k, len(store))
+    short = [qi for qi in range(len(queries)) if int((I[qi] >= 0).sum()) < want]
+    if short:
+        q, q_mask = pad_queries([queries[qi] for qi in short])
+        d, i = maxsim_search(q, q_mask, store.chunks(chunk_tokens), k)
+        D[short], I[short] = d, i
+        log.info("%d of %d queries had fewer than %d candidates: searched exactly over all %d documents", len(short), len(queries), want, len(store))
+    return len(short)
 
 
 def rescore(store: TokenStore, query: np.ndarray, cands: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +191,7 @@ class FaissTokenIndex:
             keep = cands[np.argsort(-approx, kind="stable")[: max(k, self.n_rerank)]]
             scores, docs = rescore(self.store, emb, keep, k)
             D[qi, : len(docs)], I[qi, : len(docs)] = scores, docs
+        self.filled = fill_short(self.store, queries, D, I, k)  # fewer candidates than k: exact MaxSim, never a short run
         return D, I
 
     def _candidates(self, tok_s: np.ndarray, tok_i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -254,6 +275,7 @@ class PlaidIndex:
             self.raw[0][qi, : min(k, len(row))], self.raw[1][qi, : min(k, len(row))] = own[:k], cands[:k]
             scores, docs = rescore(self.store, queries[qi], cands, k) if self.rerank else (own[:k], cands[:k])
             D[qi, : len(docs)], I[qi, : len(docs)] = scores, docs
+        self.filled = fill_short(self.store, queries, D, I, k)  # PLAID proposed fewer than k: exact MaxSim, never a short run
         return D, I
 
 

@@ -17,17 +17,21 @@ class BM25Retriever:
     kind = "bm25"
     name = "BM25"
     distributed = False  # one process's work
+    exhaustive = True  # a run shorter than k holds every document sharing a term with the query: no other is retrievable
 
     def __init__(self, cfg: BM25Config = BM25Config()):
         self.cfg = cfg
+        self.name = "BM25 [pad]" if cfg.pad_unmatched else "BM25"  # display only; keys come from identity() and the spec
         self.corpus: Corpus = {}
 
     def identity(self) -> dict:
-        return {"bm25s": version("bm25s"), **asdict(self.cfg)}
+        return {"versions": {"bm25s": version("bm25s"), "PyStemmer": version("PyStemmer")}, **asdict(self.cfg)}
 
     def provenance(self) -> dict:
         c = self.cfg
-        return {"model_spec": "bm25", "bm25": f"bm25s {version('bm25s')}, {c.method} k1={c.k1} b={c.b}, {c.stopwords} stopwords, snowball {c.stemmer or 'off'}"}
+        unmatched = "padded to k with documents sharing no term (bm25s / MTEB)" if c.pad_unmatched else "matching documents only (Lucene / Pyserini)"
+        return {"model_spec": "bm25", "bm25": f"bm25s {version('bm25s')}, {c.method} k1={c.k1} b={c.b}, {c.stopwords} stopwords, snowball {c.stemmer or 'off'} (PyStemmer {version('PyStemmer')}); {unmatched}",
+                "bm25_pad": c.pad_unmatched}
 
     def index(self, corpus: Corpus, ctx: IndexContext) -> None:
         self.corpus = corpus

@@ -72,7 +72,8 @@ class ColbertRetriever:
         enc = self.encoder
         return dict(path=str(self.src.path), revision=self.src.revision, pylate_folder=self.pylate_folder, projection_seed=None if self.pylate_folder else self.projection_seed,
                     dim=enc.dim, query_length=enc.query_length, doc_length=enc.doc_length, query_prefix=enc.query_prefix, doc_prefix=enc.doc_prefix,
-                    query_expansion=self.expansion[0], attend_to_expansion_tokens=self.expansion[1], skiplist=self.skiplist, versions=maths_versions(),
+                    query_expansion=self.expansion[0], attend_to_expansion_tokens=self.expansion[1], skiplist=self.skiplist,
+                    versions={**maths_versions(), **({"fast-plaid": version("fast-plaid")} if self.backend == "plaid" else {})},
                     search=search_settings(self.backend),  # the backend's result-changing defaults: a new default is a new result
                     **resolved_dtype(self.dtype))
 
@@ -126,4 +127,6 @@ class ColbertRetriever:
             self.info.update(faiss_factory=idx.factory_used, k_tokens=idx.k_tokens, n_rerank=idx.n_rerank, nprobe=idx.nprobe_used)
         if self.backend == "plaid":
             self.info.update(plaid=dict(nbits=idx.nbits, kmeans_niters=idx.kmeans_niters, n_ivf_probe=idx.n_ivf_probe, n_full_scores=idx.n_full_scores, rerank=idx.rerank, n_rerank=idx.n_rerank))
+        if self.backend in ("faiss", "plaid"):  # queries with fewer candidates than k, searched exactly (retrieval.multivector.fill_short)
+            self.info["exact_filled_queries"] = self.info.get("exact_filled_queries", 0) + idx.filled
         return run

@@ -66,6 +66,7 @@ class IndexConfig:
     index: str = _f("flat", "dpr: flat, hnsw, ivfpq or any FAISS factory string; colbert: exact (flat means exact), faiss (ivfpq), plaid or a FAISS factory string", kinds=NEURAL)
     top_k: int = _f(1000, "hits kept per query (recall@1000 needs 1000)", kinds=ALL)
     stream: bool = _f(False, "dpr, large corpora: read documents from disk per shard and build the index shard by shard (memory = index + one shard)", kinds=("dpr",))
+    bm25_pad: bool = _f(False, "bm25: fill each run to --top-k with documents that share no term with the query (score 0, bm25s' order), as MTEB's bm25s baseline does, to compare with its published figures; off: matching documents only, as Lucene and Pyserini", kinds=("bm25",))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from retrieval import dense
 from retrieval.beir import LazyTexts
 from retrieval.io import cache_key
 from retrieval.maxp import chunk_text, max_over_chunks
-from retrieval.metrics import short_queries
 from retrieval.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -137,13 +136,22 @@ class DenseRetriever:
         k = min(k, len(self.doc_ids))
         if self.chunk_doc is None:
             D, I = dense.search(self.faiss, q_emb, k, desc=f"search {self.ctx.desc}")
-        else:  # enough chunks that k documents survive the max over chunks in all but pathological cases
-            n_chunks = len(self.chunk_doc)
-            kc = min(n_chunks, 4 * (k + 1) * max(1, round(n_chunks / len(self.doc_ids))))
-            D, I = max_over_chunks(*dense.search(self.faiss, q_emb, kc, desc=f"search {self.ctx.desc}"), self.chunk_doc, k)
+        else:
+            D, I = self._maxp_search(q_emb, k)
         run = dense.to_run(D, I, qids, self.doc_ids, k=k)
         self.timings["search_s"] = time.perf_counter() - t
-        short = short_queries(run, k) if self.chunk_doc is not None else []
-        if short:  # the max over chunks merged more chunks per document than the chunk depth allowed for
-            log.warning("MaxP: %d of %d queries got fewer than %d documents (e.g. %r: %d); metrics past that depth undercount them", len(short), len(run), k, short[0], len(run[short[0]]))
         return run
+
+    def _maxp_search(self, q_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """MaxP: the top chunks, merged to documents by their best chunk; queries left with fewer than k documents
+        (many of their top chunks from few documents) are searched again with twice the chunks, until k or every chunk."""
+        n_chunks = len(self.chunk_doc)
+        kc = min(n_chunks, 4 * (k + 1) * max(1, round(n_chunks / len(self.doc_ids))))  # enough in all but pathological cases
+        D, I = max_over_chunks(*dense.search(self.faiss, q_emb, kc, desc=f"search {self.ctx.desc}"), self.chunk_doc, k)
+        short = np.nonzero((I < 0).any(axis=1))[0]
+        while len(short) and kc < n_chunks:
+            kc = min(n_chunks, 2 * kc)
+            D[short], I[short] = max_over_chunks(*dense.search(self.faiss, q_emb[short], kc, desc=f"search {self.ctx.desc} (deeper)"), self.chunk_doc, k)
+            self.timings["maxp_deepened_queries"] = self.timings.get("maxp_deepened_queries", 0) + len(short)
+            short = short[(I[short] < 0).any(axis=1)]
+        return D, I

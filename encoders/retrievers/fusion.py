@@ -73,6 +73,7 @@ class FusionRetriever:
         self.entry, self.parts, self.fuse_k = entry, tuple(parts), cfg.rrf_k  # fuse_k: what fuse() is passed (unused, unkeyed unless rrf)
         self.components = tuple(p.retriever for p in parts)  # read by the pipeline for provenance
         self.distributed = any(r.distributed for r in self.components)
+        self.exhaustive = all(getattr(r, "exhaustive", False) for r in self.components)  # short fused runs only from exhaustive components
         label = [self.method] + ([self.norm] if self.norm != METHODS[self.method].default_norm else []) + ([f"k={self.rrf_k}"] if self.rrf_k not in (None, 60) else [])
         self.name = "+".join(p.retriever.name + ("" if p.weight is None else f"*{p.weight:g}") for p in parts) + f" ({', '.join(label)})"
         self.timings: dict = {}

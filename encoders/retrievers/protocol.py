@@ -56,6 +56,9 @@ class Retriever(Protocol):
     kind: str  # "bm25" | "dpr" | "colbert" | any new kind: selects the run-spec settings that key it
     name: str  # display name in tables (derived; never a key)
     distributed: bool  # index() runs on every torchrun rank (it shards its own work)
+    # Optional ``exhaustive: bool`` (default False): a run shorter than k holds every document the retriever
+    # can return for that query (BM25: those sharing a term), so metrics deeper than it are still honest.
+    # Otherwise a short run limits the depth a result reports (benchmarks.job.search_run).
 
     def identity(self) -> dict: ...
 

@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.bm25 import bm25_search
+from encoders.bm25 import BM25Config, bm25_search
 from encoders.dpr import DenseEncoder, DenseEncoderConfig
 from retrieval.beir import doc_text
+from retrieval.codeid import fingerprint
 from retrieval.dense import build_index, search
 from retrieval.flags import flag_field as _f
 from retrieval.io import atomic_write_json, cache_key
@@ -166,7 +167,9 @@ def dense_pool(model, corpus: dict, queries: dict[str, str], qrels: dict[str, di
 
 def bm25_pool(corpus: dict, queries: dict[str, str], qrels: dict[str, dict[str, int]], cfg: MiningConfig) -> Pool:
     """Rank ``corpus`` with BM25 (encoders/bm25.py). A positive's score is known only if it is in the pool."""
-    run = bm25_search(corpus, queries, k=pool_depth(cfg))
+    # Padded as bm25s pads (documents sharing no term fill the pool, score 0): the BM25-mined recipes' figures were made so.
+    # Evaluation runs return matching documents only (encoders/bm25.py); a training pool is candidates, not a scored run.
+    run = bm25_search(corpus, queries, k=pool_depth(cfg), cfg=BM25Config(pad_unmatched=True))
     pool: Pool = {}
     for qid, hits in run.items():
         ranked = sorted(hits.items(), key=lambda kv: -kv[1])
@@ -196,6 +199,7 @@ def mine_pool(
         data=data_checksum,
         queries=sorted(queries),
         depth=pool_depth(cfg),
+        code=fingerprint("encoders.training.mining"),  # a pool mined by other code is never reused (retrieval.codeid)
     )
     path = Path(cache_dir) / "mining" / f"{cfg.method}-{key}.json"
     if path.is_file():

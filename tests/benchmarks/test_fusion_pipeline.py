@@ -23,6 +23,7 @@ from encoders.retrievers.bm25 import BM25Retriever
 from encoders.retrievers.dense import DenseRetriever
 from encoders.retrievers.fusion import Component, FusionRetriever
 from retrieval.fusion import fuse
+from retrieval.ranking import cut
 from retrieval.runfile import read_trec
 from tests.conftest import make_beir
 
@@ -68,29 +69,34 @@ def assert_same_run(got, want):
 
 
 def test_fused_run_is_fuse_of_the_components_saved_runs_and_cached(tmp_path, tiny_bert, counts):
+    """Components are searched at the pipeline's depth floor (benchmarks.job.SEARCH_FLOOR), fused, then cut to --top-k:
+    the fused top K is the fusion of the components' deep saved runs, cut to K (so it does not depend on --top-k)."""
     data = make_beir(tmp_path / "data" / "fruit", CORPUS, QUERIES, QRELS)
     tiny = str(tiny_bert)
     assert main(tmp_path, data, f"bm25,{tiny},bm25+{tiny}") == 0
     res = runs_of(tmp_path / "out")
-    (bm25, bm25_run), (dense, dense_run) = res["BM25"], res[tiny_bert.name]
+    (bm25, _), (dense, _) = res["BM25"], res[tiny_bert.name]
     fused, fused_run = res[f"BM25+{tiny_bert.name} (rrf)"]
     assert fused.encoder == "fusion" and fused.num_queries == 4
-    assert_same_run(fused_run, fuse([bm25_run, dense_run], "rrf", depth=K))
+    assert main(tmp_path, data, f"bm25,{tiny}", "--top-k", "1000", out="deep") == 0  # the components' runs at the floor (whole corpus here)
+    deep = runs_of(tmp_path / "deep")
+    bm25_run, dense_run = deep["BM25"][1], deep[tiny_bert.name][1]
+    assert_same_run(fused_run, cut(fuse([bm25_run, dense_run], "rrf"), K))
     assert fused.provenance["components"] == [{"name": "BM25", "kind": "bm25", "result_key": bm25.config_key},
                                               {"name": tiny_bert.name, "kind": "dpr", "result_key": dense.config_key}]
     assert fused.provenance["fusion"] == {"method": "rrf", "norm": "none", "k": 60, "weights": None}
-    assert counts["encoded"] == len(CORPUS) + len(QUERIES)  # the fusion re-used the plain entry's embeddings (same folder)
-    assert (counts["bm25_search"], counts["dense_search"]) == (2, 2)  # plain runs are not cached; the fusion's component runs are
+    assert counts["encoded"] == len(CORPUS) + len(QUERIES)  # the fusion (and the deep runs) re-used the plain entry's embeddings (same folder)
+    assert (counts["bm25_search"], counts["dense_search"]) == (3, 3)  # plain runs are not cached (twice: K and 1000); the fusion's component runs are
 
     for extra, method, norm, weights in [(["--fusion", "combsum", "--norm", "zscore"], "combsum", "zscore", None),
                                          (["--fusion", "combmnz"], "combmnz", None, None), ([], "wsum", None, [0.3, 0.7])]:
         entry = f"bm25*0.3+{tiny}*0.7" if weights else f"bm25+{tiny}"
         assert main(tmp_path, data, entry, *extra, out=f"out-{method}") == 0
         ((r, run),) = runs_of(tmp_path / f"out-{method}").values()
-        assert_same_run(run, fuse([bm25_run, dense_run], method, norm=norm, weights=weights, depth=K))
+        assert_same_run(run, cut(fuse([bm25_run, dense_run], method, norm=norm, weights=weights), K))
         assert r.timings["component_runs_cached"] == 2 and r.timings["component_runs_searched"] == 0
     assert counts["encoded"] == len(CORPUS) + len(QUERIES)  # nothing encoded again
-    assert (counts["bm25_search"], counts["dense_search"]) == (2, 2)  # and no component searched again
+    assert (counts["bm25_search"], counts["dense_search"]) == (3, 3)  # and no component searched again
     assert r.model == f"BM25*0.3+{tiny_bert.name}*0.7 (wsum)"
 
 
@@ -136,7 +142,9 @@ def test_self_hits_are_dropped_per_component_before_fusing(tmp_path, tiny_bert):
     res = runs_of(tmp_path / "out")
     fused, fused_run = res[f"BM25+{tiny_bert.name} (combsum)"]
     assert fused.provenance["ignore_identical_ids"] is True
-    assert_same_run(fused_run, fuse([res["BM25"][1], res[tiny_bert.name][1]], "combsum", depth=K))
+    assert main(tmp_path, data, f"bm25,{tiny_bert}", "--top-k", "1000", out="deep") == 0
+    deep = runs_of(tmp_path / "deep")
+    assert_same_run(fused_run, cut(fuse([deep["BM25"][1], deep[tiny_bert.name][1]], "combsum"), K))
     assert all(q not in docs and len(docs) == K for q, docs in fused_run.items())
 
 
@@ -160,4 +168,4 @@ def test_mteb_search_wraps_a_fusion(tmp_path):
     run = search.search(queries, task_metadata=None, hf_split="test", hf_subset="default", top_k=2, encode_kwargs={})
     assert set(run["q"]) == {"x", "z"}  # the two documents with "apple"
     assert {p.parent.parent.name for p in tmp_path.glob("retrievers/*/*/run-*.json")} == {"bm25", "bm25x"}
-    assert json.loads(next(tmp_path.glob("retrievers/bm25/*/run-*.json")).read_text())["k"] == 2
+    assert json.loads(next(tmp_path.glob("retrievers/bm25/*/run-*.json")).read_text())["k"] == 3  # the whole corpus: the depth floor, bounded by 3 documents

@@ -18,7 +18,8 @@ from tests.conftest import make_beir
 def entry_text(name="tiny-bm25", expected=1.0, tolerance=0.001, run=None, extra="", train=""):
     run = run or 'models = "bm25"\ndatasets = ["nowhere"]'
     return (f'name = "{name}"\ndescription = "a test figure"\nexpected = {expected}\ntolerance = {tolerance}\nsource = "hand-made"\n'
-            f'cost = "cheap"\ncpu_time = "~1 s"\n{extra}\n[run]\n{run}\n' + (f"\n[train]\n{train}\n" if train else ""))
+            f'source_kind = "published"\ncost = "cheap"\ncpu_time = "~1 s"\n{extra}\n[run]\n{run}\n'
+            + (f"\n[train]\n{train}\n\n[[alternative]]\nvalue = 0.0\ndescription = 'the untrained model'\n" if train else ""))
 
 
 def write_entry(folder: Path, text: str, file: str | None = None) -> Path:
@@ -54,9 +55,9 @@ def test_markdown_and_html_show_marks_values_and_escape(tmp_path):
     entries = [hand_entry("ok"), hand_entry("bad"), hand_entry("gone")]
     rows = reproduce.matrix_rows(entries, {"ok": Outcome(measured=0.5), "bad": Outcome(measured=0.7), "gone": Outcome(reason="weights: <none> | here")})
     md = reproduce.to_markdown(rows)
-    assert "| ok | ndcg@10 | 0.5000 ± 0.0100 | 0.5000 | +0.0000 | ✔ | cheap | src-ok |" in md
+    assert "| ok | ndcg@10 | 0.5000 ± 0.0100 | 0.5000 | +0.0000 | ✔ | published | — | cheap | src-ok |" in md
     assert "| bad | ndcg@10 | 0.5000 ± 0.0100 | 0.7000 | +0.2000 | ✘ |" in md
-    assert "weights: <none> \\| here — source: src-gone" in md and md.rstrip().endswith("1 ✔, 1 ✘, 1 skip")
+    assert "weights: <none> \\| here — source: src-gone" in md and "\n\n1 ✔, 1 ✘, 1 skip\n" in md
     page = reproduce.to_html(rows)
     assert "&lt;none&gt;" in page and "<none>" not in page and "<tr class='fail'>" in page
     reproduce.write_matrix(tmp_path, rows)
