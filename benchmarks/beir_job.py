@@ -12,7 +12,7 @@ from pathlib import Path
 from benchmarks.job import Contexts, Scored, Searched, drop_self_hits, search_run
 from benchmarks.quirks import SelfHits, data_quirks, decide_self_hits
 from encoders.retrievers.protocol import Retriever
-from retrieval.beir import BeirDataset, Ordered, content_order, load_beir
+from retrieval.beir import BeirDataset, Ordered, content_order, load_beir, text_order
 from retrieval.distributed import Dist
 from retrieval.metrics import MetricSpec, compact, score
 from retrieval.ranking import tied_queries
@@ -81,7 +81,7 @@ class BeirJob:
         prov = {"dataset_path": str(ds.path), "dataset_checksum": ds.checksum, "corpus_checksum": ds.corpus_checksum, "top_k": self.top_k,
                 "ignore_identical_ids": rule.drop, "self_hits": asdict(rule), **self.quirks, **run_quirks(run, searched, self.top_k, MetricSpec().within(depth)),
                 "queries_without_text": ds.queries_without_text}
-        return Scored(metrics, len(ds.qrels), len(ds.corpus), prov, timings, run, compact(per_query))
+        return Scored(metrics, len(ds.qrels), len(ds.corpus), prov, timings, run, compact(per_query, text_order(ds.queries)))
 
 
 def run_quirks(run: dict, searched: Searched, top_k: int, spec: MetricSpec) -> dict:

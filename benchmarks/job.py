@@ -17,12 +17,13 @@ from typing import Protocol
 
 from benchmarks.spec import RunSpec
 from encoders.retrievers.protocol import IndexContext, Retriever, Run
+from encoders.retrievers.search import search_deep
 from retrieval.distributed import Dist
 from retrieval.codeid import fingerprint_of
 from retrieval.io import cache_key
 from retrieval.beir import text_order
 from retrieval.metrics import trec_order
-from retrieval.ranking import boundary_open, cut
+from retrieval.ranking import cut
 from retrieval.store import remove_store
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ def search_run(retriever: Retriever, queries: dict[str, str], k: int, corpus, *,
        so a cutoff <= 1000 sees the same search whatever ``--top-k`` is, and one hit past the cut shows
        whether a tie straddles it.
     3. A query whose lowest returned score equals its k-th (:func:`retrieval.ranking.boundary_open`) is
-       searched again at twice the depth, until the tie group ends or the corpus does.
+       searched again at twice the depth, until the tie group ends or the corpus does
+       (:func:`encoders.retrievers.search.search_deep`).
     4. Self-hits are dropped (``drop``, ArguAna and Quora), then each query keeps its ``k`` best in
        trec_eval's order (:func:`retrieval.ranking.cut`): the cut depends on the scores alone.
     5. A query with fewer hits than documents it could get is *short*. A retriever whose short runs
@@ -136,23 +138,16 @@ def search_run(retriever: Retriever, queries: dict[str, str], k: int, corpus, *,
     todo = {q: queries[q] for q in text_order(queries) if queries[q].strip()}  # searched in text order: batches never depend on the file's order
     extra = int(drop is not None)
     asked = min(n_docs, max(k + 1, SEARCH_FLOOR) + extra)
-    run = dict(retriever.search(todo, asked)) if todo and asked > 0 else {q: {} for q in todo}
-    depth, deepened = asked, set()
-    pending = [q for q in todo if boundary_open(run.get(q, {}), k + extra, depth)]
-    while pending and depth < n_docs:
-        depth = min(n_docs, 2 * depth)
-        deepened.update(pending)
-        run.update(retriever.search({q: todo[q] for q in pending}, depth))
-        pending = [q for q in pending if boundary_open(run.get(q, {}), k + extra, depth)]
+    run, deepened = search_deep(retriever, todo, asked, n_docs, close_at=k + extra)
     if deepened:
-        log.info("%d queries had a score tie at the cut reaching the end of their list: searched again up to depth %d", len(deepened), depth)
+        log.info("%d queries had a score tie at the cut reaching the end of their list: searched again, deeper", deepened)
     run = drop(run, k) if drop is not None else cut(run, k)
     out = {q: run.get(q, {}) if q in todo else {} for q in queries}
     short = [] if getattr(retriever, "exhaustive", False) else [q for q in todo if len(out[q]) < min(k, n_docs - (1 if drop is not None and q in corpus else 0))]
     if short:
         log.warning("%s: %d of %d queries got fewer than %d hits (e.g. %r: %d); metrics deeper than %d are not reported",
                     retriever.name, len(short), len(todo), k, short[0], len(out[short[0]]), min(len(out[q]) for q in short))
-    return Searched(out, asked, len(deepened), empty, short, min((len(out[q]) for q in short), default=None))
+    return Searched(out, asked, deepened, empty, short, min((len(out[q]) for q in short), default=None))
 
 
 def drop_self_hits(run: Run, k: int) -> Run:

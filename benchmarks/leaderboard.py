@@ -22,7 +22,7 @@ import difflib
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -380,12 +380,22 @@ def to_markdown(results: list[Result], metric: str = "ndcg@10", compare: Compare
     return "\n".join(out)
 
 
+Render = Callable[[list[Result], "CompareConfig | None"], str]
+
+# Every table file the default layout writes, by name: write_leaderboard writes exactly these, and the invariant
+# suite (tests/invariants) checks each (re-rendered byte for byte, cells unmoved by unrelated results).
+OUTPUTS: dict[str, Render] = {
+    "leaderboard.md": lambda rs, c: "# Leaderboard\n\n" + to_markdown(rs, compare=c),
+    "leaderboard.csv": lambda rs, c: to_csv(rs, c),
+}
+
+
 def write_leaderboard(folder: Path, compare: CompareConfig | None = None) -> list[Result]:
-    """Read every result JSON in ``folder``; write ``leaderboard.md`` and ``leaderboard.csv`` there."""
+    """Read every result JSON in ``folder``; write each of :data:`OUTPUTS` (``leaderboard.md``, ``leaderboard.csv``) there."""
     folder = Path(folder)
     results = load_results(folder)
-    atomic_write_text(folder / "leaderboard.md", "# Leaderboard\n\n" + to_markdown(results, compare=compare))
-    atomic_write_text(folder / "leaderboard.csv", to_csv(results, compare))
+    for name, render in OUTPUTS.items():
+        atomic_write_text(folder / name, render(results, compare))
     return results
 
 
@@ -655,12 +665,23 @@ def paper_png(results: list[Result], path: Path, metric: str = "ndcg@10", compar
     draw_paper(paper_panels(results, metric, compare), path, metric)
 
 
+# The paper layout's table files, by name (as OUTPUTS); paper.png is drawn beside them (FIGURES).
+PAPER_OUTPUTS: dict[str, Render] = {
+    "paper.md": lambda rs, c: "# Leaderboard (ModernBERT Table 1 layout)\n\n" + paper_markdown(rs, compare=c),
+    "paper.csv": lambda rs, c: paper_csv(rs, compare=c),
+    "paper.html": lambda rs, c: paper_html(rs, compare=c),
+}
+FIGURES: dict[str, Callable[[list[Result], Path, "CompareConfig | None"], None]] = {
+    "paper.png": lambda rs, path, c: paper_png(rs, path, compare=c),
+}
+
+
 def write_paper_leaderboard(folder: Path, compare: CompareConfig | None = None) -> list[Result]:
-    """``paper.md``, ``paper.csv``, ``paper.html`` and ``paper.png`` in ``folder`` from its saved results."""
+    """Each of :data:`PAPER_OUTPUTS` (``paper.md``, ``paper.csv``, ``paper.html``) and :data:`FIGURES` (``paper.png``) in ``folder`` from its saved results."""
     folder = Path(folder)
     results = load_results(folder)
-    atomic_write_text(folder / "paper.md", "# Leaderboard (ModernBERT Table 1 layout)\n\n" + paper_markdown(results, compare=compare))
-    atomic_write_text(folder / "paper.csv", paper_csv(results, compare=compare))
-    atomic_write_text(folder / "paper.html", paper_html(results, compare=compare))
-    paper_png(results, folder / "paper.png", compare=compare)
+    for name, render in PAPER_OUTPUTS.items():
+        atomic_write_text(folder / name, render(results, compare))
+    for name, draw in FIGURES.items():
+        draw(results, folder / name, compare)
     return results

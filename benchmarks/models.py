@@ -12,17 +12,33 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from typing import get_args
 
 from benchmarks.spec import RunSpec
 from encoders.bm25 import BM25Config
 from encoders.retrievers.bm25 import BM25Retriever
 from encoders.retrievers.colbert import ColbertRetriever
+from encoders.retrievers.config import DocHandling
 from encoders.retrievers.dense import DenseRetriever
 from encoders.retrievers.fusion import Component, FusionRetriever
 from encoders.retrievers.protocol import Retriever
+from retrieval import dense as dense_index
+from retrieval import fusion as fusion_methods
+from retrieval import multivector
 from retrieval.fusion import parse_fusion
 
 Factory = Callable[[str, RunSpec], Retriever]
+
+# The settings that send a kind down another code path (another index backend, another document handling, BM25's
+# padding, another fusion method), read from the registries that define them. The invariant suite (tests/invariants)
+# runs every kind of KINDS and NAMED, and fusion, under each of these values: a backend added to one of these
+# registries is checked the moment it is registered, and a kind with no entry here still runs under its defaults.
+PATHS: dict[str, dict[str, tuple]] = {
+    "bm25": {"bm25_pad": (False, True)},
+    "dpr": {"index": dense_index.ALIASES, "doc_handling": get_args(DocHandling)},
+    "colbert": {"index": tuple(multivector.BACKENDS)},
+    "fusion": {"fusion": tuple(fusion_methods.METHODS)},
+}
 
 KINDS: dict[str, Factory] = {
     "dpr": lambda name, spec: DenseRetriever(name, spec.model, spec.encoding, spec.index),

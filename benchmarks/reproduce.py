@@ -46,6 +46,7 @@ import dataclasses
 import difflib
 import fnmatch
 import html
+import json
 import logging
 import math
 import os
@@ -73,7 +74,7 @@ from retrieval import sources
 from retrieval.flags import ChoiceError, choice, split_list
 from retrieval.fusion import parse_fusion
 from retrieval.codeid import fingerprint
-from retrieval.io import atomic_write_json, atomic_write_text, cache_key
+from retrieval.io import atomic_write_text, cache_key
 from retrieval.layouts import detect
 
 log = logging.getLogger(__name__)
@@ -737,12 +738,19 @@ def to_html(rows: list[Row]) -> str:
             f"<h2>Reproduction matrix</h2>\n<table><tr>{head}</tr>{body}</table>\n<p>{html.escape(summary(rows))}</p>\n<p>{html.escape(SOURCE_NOTE)}</p>\n</body></html>\n")
 
 
+# The matrix files, by name: write_matrix writes exactly these (the invariant suite checks each).
+OUTPUTS: dict[str, Callable[[list[Row]], str]] = {
+    "matrix.json": lambda rows: json.dumps([dataclasses.asdict(r) for r in rows], indent=2, ensure_ascii=False) + "\n",
+    "matrix.md": lambda rows: "# Reproduction matrix\n\n" + to_markdown(rows),
+    "matrix.html": lambda rows: to_html(rows),
+}
+
+
 def write_matrix(folder: Path, rows: list[Row]) -> None:
-    """``matrix.json`` (typed rows), ``matrix.md`` and ``matrix.html`` in ``folder``, each written atomically."""
+    """Each of :data:`OUTPUTS` (``matrix.json`` with the typed rows, ``matrix.md``, ``matrix.html``) in ``folder``, each written atomically."""
     folder = Path(folder)
-    atomic_write_json(folder / "matrix.json", [dataclasses.asdict(r) for r in rows])
-    atomic_write_text(folder / "matrix.md", "# Reproduction matrix\n\n" + to_markdown(rows))
-    atomic_write_text(folder / "matrix.html", to_html(rows))
+    for name, render in OUTPUTS.items():
+        atomic_write_text(folder / name, render(rows))
 
 
 def exit_code(rows: list[Row]) -> int:

@@ -27,12 +27,13 @@ normaliser above leaves unchanged (each is increasing), so ``norm`` other than "
 Only wsum takes weights; ranx has no weighted RRF, CombSUM or CombMNZ, so weights given to them
 are an error rather than silently dropped.
 
-Ties. ``rank_r(d)`` counts from 1 in trec_eval's order: score descending, then doc id descending
-(``"d9"`` before ``"d10"`` before ``"d1"``), i.e. :func:`retrieval.metrics.trec_order`, the order
-runs are scored in, so a component's ranks here are the ranks its own nDCG was computed from. ranx instead ranks equal
-scores in whatever order numba's (unstable) quicksort leaves them: dict insertion order for short
-lists, unspecified for longer ones; it agrees with us wherever a run has no ties. A fused run is
-returned in the same order, and ``depth`` keeps each query's first ``depth`` documents of it.
+Ties. ``rank_r(d)`` counts from 1 by score, descending; documents tied on a score share the mean of
+the ranks their group spans (fractional ranking: two documents tied after the first both get rank
+2.5), so a fused score never depends on document ids, which would make renaming ids move the
+fusion without any tie showing in the fused run. ranx instead ranks equal scores in whatever order
+numba's (unstable) quicksort leaves them; it agrees with us wherever a run has no ties. A fused run
+is returned in trec_eval's order (:func:`retrieval.metrics.trec_order`: score descending, then doc
+id descending), and ``depth`` keeps each query's first ``depth`` documents of it.
 
 Queries. A fused run has the union of the runs' queries; a query present in only some runs is
 fused from those (ranx requires every run to have the same queries). wsum does not reweight the
@@ -116,8 +117,17 @@ def normalize(run: Run, method: str) -> Run:
 
 
 def _reciprocal_ranks(docs: Docs, k: float) -> Docs:
-    """``{doc: 1 / (k + rank)}``, ranks from 1 in :func:`~retrieval.metrics.trec_order`."""
-    return {d: 1.0 / (k + rank) for rank, (d, _) in enumerate(trec_order(docs), start=1)}
+    """``{doc: 1 / (k + rank)}``, ranks from 1 by score; tied documents share their group's mean rank.
+
+    >>> _reciprocal_ranks({"a": 3.0, "b": 1.0, "c": 1.0}, 0)
+    {'a': 1.0, 'b': 0.4, 'c': 0.4}
+    """
+    first: dict[float, int] = {}
+    size: dict[float, int] = {}
+    for rank, s in enumerate(sorted(docs.values(), reverse=True), start=1):
+        first.setdefault(s, rank)
+        size[s] = size.get(s, 0) + 1
+    return {d: 1.0 / (k + first[s] + (size[s] - 1) / 2) for d, s in docs.items()}
 
 
 def _sum(parts: list[tuple[float, Docs]]) -> Docs:

@@ -16,6 +16,7 @@ run) is not reported: :meth:`MetricSpec.within` drops it, and :func:`evaluate` l
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, fields, replace
 
 import pytrec_eval
@@ -128,14 +129,18 @@ def score(qrels: Qrels, run: Run, spec: MetricSpec = MetricSpec(), *, depth: int
     if dropped:
         log.warning("not reporting %s: deeper than the run's depth %d (hits per query)", ", ".join(dropped), depth)
     per_q = per_query_metrics(qrels, run, spec, depth=depth)
-    return {name: (sum(v.values()) / len(v) if v else 0.0) for name, v in per_q.items()}, per_q
+    return {name: (math.fsum(v.values()) / len(v) if v else 0.0) for name, v in per_q.items()}, per_q  # fsum: exact, so the mean never depends on query order
 
 
-def compact(per_query: dict[str, dict[str, float]]) -> dict[str, list]:
+def compact(per_query: dict[str, dict[str, float]], order: list[str] | None = None) -> dict[str, list]:
     """``{metric: {qid: value}}`` -> ``{"qids": [...], metric: [values in qids order]}`` (qids written once).
+
+    ``order``: the qids' order (default: the first metric's); the pipeline passes the queries' text
+    order, so a saved result, and a bootstrap over it, does not depend on the file's order or the ids.
 
     >>> compact({"ndcg@10": {"q1": 1.0, "q2": 0.5}, "mrr@10": {"q1": 1.0, "q2": 0.0}})
     {'qids': ['q1', 'q2'], 'ndcg@10': [1.0, 0.5], 'mrr@10': [1.0, 0.0]}
     """
-    qids = list(next(iter(per_query.values()), {}))
+    first = next(iter(per_query.values()), {})
+    qids = [q for q in order if q in first] if order is not None else list(first)
     return {"qids": qids, **{m: [v[q] for q in qids] for m, v in per_query.items()}}

@@ -46,6 +46,24 @@ def boundary_open(hits: dict[str, float], k: int, asked: int) -> bool:
     return scores[-1] == scores[k - 1]
 
 
+def tie_closed(run: Run, k: int) -> Run:
+    """Each query's hits scoring at least its k-th best: the top ``k`` and every document tied with the k-th.
+
+    The documents kept depend on the scores alone (a cut at exactly k would pick among the tied by id).
+
+    >>> tie_closed({"q": {"a": 3.0, "b": 2.0, "c": 2.0, "d": 1.0}}, 2)
+    {'q': {'a': 3.0, 'b': 2.0, 'c': 2.0}}
+    """
+    out = {}
+    for qid, docs in run.items():
+        if len(docs) <= k:
+            out[qid] = dict(docs)
+            continue
+        floor = sorted(docs.values(), reverse=True)[k - 1]
+        out[qid] = {d: s for d, s in docs.items() if s >= floor}
+    return out
+
+
 def first_tie_rank(hits: dict[str, float]) -> int | None:
     """The rank (from 1) of the first hit whose score equals the next hit's, in trec_eval's order; None without ties.
 

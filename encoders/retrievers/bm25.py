@@ -17,11 +17,13 @@ class BM25Retriever:
     kind = "bm25"
     name = "BM25"
     distributed = False  # one process's work
-    exhaustive = True  # a run shorter than k holds every document sharing a term with the query: no other is retrievable
 
     def __init__(self, cfg: BM25Config = BM25Config()):
         self.cfg = cfg
         self.name = "BM25 [pad]" if cfg.pad_unmatched else "BM25"  # display only; keys come from identity() and the spec
+        # Exhaustive: a run holds exactly the documents sharing a term with the query, so a shorter one is complete
+        # and a query of unknown words retrieves nothing. Padded (MTEB's bm25s), runs also hold documents that match nothing.
+        self.exhaustive = not cfg.pad_unmatched
         self.corpus: Corpus = {}
 
     def identity(self) -> dict:

@@ -15,12 +15,15 @@ Nothing is computed twice:
   the run-spec settings of the component's kind; a second fusion of the same components with
   another method, normalisation or weights searches nothing.
 
-Depth and self-hits. ``search(queries, k)`` searches each component at ``k`` and fuses at depth
-``k``. Where the job drops each query's hit on its own id (``ctx.drop_self_hits``: ArguAna,
-Quora), it asks for ``k + 1`` hits and keeps ``k``; the fusion then drops the self-hit from each
-component's run and keeps its ``k`` best before fusing, so it fuses exactly the runs the
-components are scored on alone (their ``--save-run`` files): a self-hit never sets a minmax
-bound or shifts an RRF rank.
+Depth, ties and self-hits. ``search(queries, k)`` fuses each component's top ``k`` together with
+every document tied with its k-th (:func:`encoders.retrievers.search.search_deep`, then
+:func:`retrieval.ranking.tie_closed`): which tied documents enter a component's run never depends
+on their ids, and RRF gives tied documents their group's mean rank (:mod:`retrieval.fusion`), so
+renaming ids moves a fused score nowhere. The pipeline asks every retriever for at least its
+depth floor (``benchmarks.job.SEARCH_FLOOR``), so a fusion reported at ``--top-k 10`` fuses the
+same component runs as one at ``--top-k 1000``. Where the job drops each query's hit on its own
+id (``ctx.drop_self_hits``: ArguAna, Quora), the fusion drops it from each component's run before
+fusing: a self-hit never sets a minmax bound or shifts an RRF rank.
 
     >>> resolve(FusionConfig(), None), resolve(FusionConfig(), [0.3, 0.7])
     (('rrf', 'none', 60), ('wsum', 'minmax', None))
@@ -37,8 +40,10 @@ from dataclasses import dataclass
 from encoders.retrievers.config import FusionConfig
 from encoders.retrievers.dense import texts_key
 from encoders.retrievers.protocol import Corpus, IndexContext, Queries, Retriever, Run
+from encoders.retrievers.search import search_deep
 from retrieval.fusion import METHODS, fuse
 from retrieval.io import atomic_write_text, cache_key
+from retrieval.ranking import tie_closed
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +93,7 @@ class FusionRetriever:
     def index(self, corpus: Corpus, ctx: IndexContext) -> None:
         if ctx.context_for is None:
             raise ValueError(f"{self.name}: the index context has no context_for; fusion runs through the pipeline's Contexts (benchmarks.job)")
-        self.ctx, self.timings = ctx, {"component_runs_searched": 0, "component_runs_cached": 0}
+        self.ctx, self.timings, self.n_docs = ctx, {"component_runs_searched": 0, "component_runs_cached": 0}, len(corpus)
         self.contexts: list[IndexContext | None] = []
         for r in self.components:
             if not (r.distributed or ctx.dist.is_main):
@@ -100,19 +105,17 @@ class FusionRetriever:
 
     def search(self, queries: Queries, k: int) -> Run:
         runs = [self._run(p, own, queries, k) for p, own in zip(self.parts, self.contexts)]
-        depth, drop = k, self.ctx.drop_self_hits
-        if drop is not None:  # the job asked one hit more than it keeps, for the self-hit it drops (module docstring)
-            depth = max(k - 1, 1)
-            runs = [drop(run, depth) for run in runs]
+        if self.ctx.drop_self_hits is not None:  # each component's run without the query's own document (module docstring)
+            runs = [{q: {d: s for d, s in hits.items() if d != q} for q, hits in run.items()} for run in runs]
         t = time.perf_counter()
-        fused = fuse(runs, self.method, weights=self.weights, norm=self.norm, k=self.fuse_k, depth=depth)
+        fused = fuse(runs, self.method, weights=self.weights, norm=self.norm, k=self.fuse_k, depth=k)
         self.timings["fuse_s"] = time.perf_counter() - t
         return fused
 
     def _run(self, part: Component, own: IndexContext, queries: Queries, k: int) -> Run:
-        """The component's run at depth ``k``: from its folder's cache, else searched and cached (atomically, floats exact)."""
+        """The component's tie-closed top ``k``: from its folder's cache, else searched and cached (atomically, floats exact)."""
         qids = list(queries)
-        path = own.cache / f"run-{cache_key(queries=texts_key(qids, [queries[q] for q in qids]), k=k, settings=part.settings)}.json"
+        path = own.cache / f"run-{cache_key(queries=texts_key(qids, [queries[q] for q in qids]), k=k, settings=part.settings, closed=True)}.json"
         if path.is_file():
             try:
                 run = json.loads(path.read_text())["run"]
@@ -120,7 +123,8 @@ class FusionRetriever:
                 return run
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 log.warning("%s: unreadable cached run (%s); searching again", path, e)
-        run = {q: {d: float(s) for d, s in hits.items()} for q, hits in part.retriever.search(queries, k).items()}
+        found, _ = search_deep(part.retriever, queries, k + 1, self.n_docs, close_at=k)
+        run = {q: {d: float(s) for d, s in hits.items()} for q, hits in tie_closed(found, k).items()}
         self.timings["component_runs_searched"] += 1
         atomic_write_text(path, json.dumps({"retriever": part.retriever.name, "kind": part.retriever.kind, "k": k, "run": run}))  # json writes repr(float): exact round trip
         return run

@@ -56,9 +56,10 @@ class Retriever(Protocol):
     kind: str  # "bm25" | "dpr" | "colbert" | any new kind: selects the run-spec settings that key it
     name: str  # display name in tables (derived; never a key)
     distributed: bool  # index() runs on every torchrun rank (it shards its own work)
-    # Optional ``exhaustive: bool`` (default False): a run shorter than k holds every document the retriever
-    # can return for that query (BM25: those sharing a term), so metrics deeper than it are still honest.
-    # Otherwise a short run limits the depth a result reports (benchmarks.job.search_run).
+    # Optional ``exhaustive: bool`` (default False): a run holds exactly the documents the retriever matches to the
+    # query (BM25: those sharing a term), so a run shorter than k is complete and metrics deeper than it are still
+    # honest, and a query matching nothing retrieves nothing. Otherwise a short run limits the depth a result
+    # reports (benchmarks.job.search_run).
 
     def identity(self) -> dict: ...
 

@@ -21,18 +21,20 @@ def order(run, qid="q1"):
 # ---------------------------------------------------------------- ties and ranks
 
 
-def test_rrf_ranks_follow_trec_eval_order_score_then_doc_id_descending():
+def test_trec_eval_order_is_score_then_doc_id_descending():
     assert [d for d, _ in trec_order({"b": 2.0, "c": 2.0, "a": 3.0, "d1": 1.0, "d10": 1.0, "d9": 1.0})] == ["a", "c", "b", "d9", "d10", "d1"]
 
 
 def test_rrf_hand_computed_with_ties_in_a_run_and_in_the_fused_scores():
-    # A's ranks: a 1, c 2, b 3 (b and c tie at 2.0: doc id descending puts c first), d 4.
-    # B's ranks: b 1, e 2, d 3, a 4. With k = 1, every term is an exact binary fraction or 1/3:
-    #   a = 1/2 + 1/5, b = 1/4 + 1/2, c = 1/3, d = 1/5 + 1/4, e = 1/3   (c, e tie: e first)
+    # A's ranks: a 1, b and c 2.5 (tied at 2.0: they share the mean of ranks 2 and 3, whatever their ids), d 4.
+    # B's ranks: b 1, e 2, d 3, a 4. With k = 1:
+    #   a = 1/2 + 1/5, b = 1/3.5 + 1/2, c = 1/3.5, d = 1/5 + 1/4, e = 1/3
     fused = fuse([A, B], "rrf", k=1)
     q1 = fused["q1"]
-    assert q1 == pytest.approx({"a": 1 / 2 + 1 / 5, "b": 1 / 4 + 1 / 2, "c": 1 / 3, "d": 1 / 5 + 1 / 4, "e": 1 / 3}, rel=0, abs=1e-15)
-    assert order(fused) == ["b", "a", "d", "e", "c"]  # 0.75, 0.7, 0.45, then the exact tie 1/3: e before c
+    assert q1 == pytest.approx({"a": 1 / 2 + 1 / 5, "b": 1 / 3.5 + 1 / 2, "c": 1 / 3.5, "d": 1 / 5 + 1 / 4, "e": 1 / 3}, rel=0, abs=1e-15)
+    assert order(fused) == ["b", "a", "d", "e", "c"]
+    renamed = fuse([{"q1": {"a": 3.0, "zz": 2.0, "c": 2.0, "d": 1.0}}, {"q1": {"zz": 4.0, "e": 3.0, "d": 1.0, "a": 0.0}}], "rrf", k=1)["q1"]
+    assert renamed["zz"] == q1["b"] and renamed["c"] == q1["c"]  # b renamed zz (now first in id order among the tied): same scores
     # queries present in one run only are fused from that run
     assert fused["q2"] == {"x": 1 / 2}
     assert fused["q3"] == {"y": 1 / 2, "z": 1 / 3}
@@ -42,7 +44,7 @@ def test_rrf_hand_computed_with_ties_in_a_run_and_in_the_fused_scores():
 def test_rrf_default_k_is_60():
     q1 = fuse([A, B], "rrf")["q1"]
     assert q1["a"] == pytest.approx(1 / 61 + 1 / 64, abs=1e-15)
-    assert q1["c"] == q1["e"] == pytest.approx(1 / 62, abs=1e-15)
+    assert q1["e"] == pytest.approx(1 / 62, abs=1e-15) and q1["c"] == pytest.approx(1 / 62.5, abs=1e-15)  # c shares rank 2.5 with b in A
 
 
 def test_rrf_ties_do_not_depend_on_dict_order():
@@ -126,7 +128,7 @@ def test_combsum_under_max_zscore_and_none():
 def test_depth_keeps_the_best_docs_of_each_query_ties_in_trec_order():
     fused = fuse([A, B], "combsum", norm="none", depth=2)
     assert fused == {"q1": {"b": 6.0, "e": 3.0}, "q2": {"x": 1.0}, "q3": {"y": 2.0, "z": 1.0}}
-    assert fuse([A, B], "rrf", k=1, depth=4)["q1"] == {"b": 0.75, "a": 0.7, "d": 0.45, "e": 1 / 3}
+    assert fuse([A, B], "rrf", k=1, depth=4)["q1"] == {"b": 1 / 3.5 + 1 / 2, "a": 1 / 2 + 1 / 5, "d": 1 / 5 + 1 / 4, "e": 1 / 3}
 
 
 def test_three_runs_and_an_empty_query():

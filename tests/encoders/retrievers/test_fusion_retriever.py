@@ -39,6 +39,7 @@ class Fixed:
 A = {"q1": {"d1": 0.1 + 0.2, "d2": 0.2, "d3": 0.1}, "q2": {"d4": 5.0, "d1": 1.0}}
 B = {"q1": {"d2": 9.0, "d4": 3.0, "d1": 1.0}, "q2": {"d1": 2.0, "d3": 1.0}}
 QUERIES = {"q1": "one", "q2": "two"}
+CORPUS = {f"d{i}": {"title": "", "text": f"doc {i}"} for i in range(1, 5)}
 
 
 def contexts(tmp_path, drop=None):
@@ -86,14 +87,14 @@ def test_identity_name_and_distributed():
 def test_components_index_in_their_own_folders_and_runs_are_cached(tmp_path):
     a, b = Fixed("x", "X", A), Fixed("y", "Y", B)
     f = fusion(a, b)
-    f.index({}, contexts(tmp_path))
+    f.index(CORPUS, contexts(tmp_path))
     assert a.indexed_in == [tmp_path / "x"] and b.indexed_in == [tmp_path / "y"]
     assert f.search(QUERIES, 3) == fuse([A, B], "rrf", depth=3)
     assert (a.searches, b.searches) == (1, 1) and len(list((tmp_path / "x").glob("run-*.json"))) == 1
     assert f.timings["component_runs_searched"] == 2
 
     g = fusion(a, b, FusionConfig(fusion="combsum", norm="zscore"))  # another method: the components' runs come from their folders
-    g.index({}, contexts(tmp_path))
+    g.index(CORPUS, contexts(tmp_path))
     assert g.search(QUERIES, 3) == fuse([A, B], "combsum", norm="zscore", depth=3)  # exact: 0.1 + 0.2 read back as written
     assert (a.searches, b.searches) == (1, 1) and g.timings == {"component_runs_searched": 0, "component_runs_cached": 2, "fuse_s": g.timings["fuse_s"]}
     g.search(QUERIES, 2)  # another depth is another run
@@ -106,21 +107,21 @@ def test_other_settings_are_other_cached_runs(tmp_path):
     a, b = Fixed("x", "X", A), Fixed("y", "Y", B)
     for settings in (({"index.index": "flat"}, {}), ({"index.index": "hnsw"}, {})):  # the folder is shared across --index; the run is not
         f = fusion(a, b, settings=settings)
-        f.index({}, contexts(tmp_path))
+        f.index(CORPUS, contexts(tmp_path))
         f.search(QUERIES, 3)
     assert (a.searches, b.searches) == (2, 1)
 
 
 def test_self_hits_are_dropped_from_each_component_before_fusing(tmp_path):
-    """The job asks k + 1 and keeps k: each component's run loses its self-hit and keeps k, so a self-hit never sets a minmax bound."""
+    """The job asks k + 1 and keeps k: each component's tie-closed run loses its self-hit before fusing, so a self-hit never sets a minmax bound."""
     a = Fixed("x", "X", {"d1": {"d1": 10.0, "d2": 2.0, "d3": 1.0, "d4": 0.5}})
     b = Fixed("y", "Y", {"d1": {"d3": 4.0, "d1": 3.5, "d2": 1.0, "d4": 0.0}})
     f = fusion(a, b, FusionConfig(fusion="combsum"))
-    f.index({}, contexts(tmp_path, drop=drop_self_hits))
+    f.index(CORPUS, contexts(tmp_path, drop=drop_self_hits))
     k = 2
     got = drop_self_hits(f.search({"d1": "text of d1"}, k + 1), k)  # what BeirJob does
-    scored = [drop_self_hits(r.search({"d1": ""}, k + 1), k) for r in (a, b)]  # the components' own scored runs
-    assert got == fuse(scored, "combsum", depth=k) == {"d1": {"d3": 1.0, "d2": 1.0}}
+    own = [{q: {d: s for d, s in hits.items() if d != q} for q, hits in r.search({"d1": ""}, k + 1).items()} for r in (a, b)]  # top 3, self-hit out
+    assert got == drop_self_hits(fuse(own, "combsum", depth=k + 1), k) == {"d1": {"d3": 1.0, "d2": 1.0}}  # d10.0 never set a's minmax top
 
 
 def test_fusion_needs_the_pipeline_contexts(tmp_path):
