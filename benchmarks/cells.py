@@ -135,10 +135,10 @@ def signature(r: Result) -> dict[str, str] | None:
 
 
 def _describe(key: str, value: str | None) -> str:
+    if key == "evaluator":
+        return value or ""  # only MTEB's runs say which evaluator; ours is the default
     if value is None:
         return f"{key} unset"
-    if key == "evaluator":
-        return value
     if key == "rev":
         return f"rev {value[:6]}"
     return f"{key}={value}"
@@ -167,7 +167,7 @@ def variants(results: Iterable[Result]) -> dict[tuple, str]:
             elif s is None:
                 out[rid(r)] = "settings unrecorded"
             else:
-                out[rid(r)] = ", ".join(_describe(k, s.get(k)) for k in varying)
+                out[rid(r)] = ", ".join(x for x in (_describe(k, s.get(k)) for k in varying) if x)
     return out
 
 
@@ -187,6 +187,10 @@ def _split_experiments(row: Row, rs: list[Result]) -> dict[Row, list[Result]]:
     parts: dict[str, list[Result]] = {}
     for r in rs:
         parts.setdefault(_experiment(r), []).append(r)
+    for key in [k for k in parts if k.startswith("data:")]:  # written before variant keys: joins the one experiment on its data
+        same = [k for k in parts if not k.startswith("data:") and _data(parts[k][0]) == key[len("data:"):]]
+        if len(same) == 1:
+            parts[same[0]] += parts.pop(key)
     if len(parts) == 1:
         return {row: rs}
     datas = {_data(part[0]) for part in parts.values()}

@@ -27,14 +27,15 @@ def board(tmp_path_factory, tiny_bert):
     unrelated results a user adds later: the train split, other settings (--top-k 100, --bm25-pad), an MTEB run of the same data."""
     root = tmp_path_factory.mktemp("board")
     data = write_folder(root / "data" / "scifact", *synthetic_rows())
+    other = write_folder(root / "data" / "nfcorpus", *synthetic_rows(seed=3))
     out, cache = root / "out", root / "cache"
-    common = ["--datasets", str(data), "--output", str(out), "--cache-dir", str(cache), "--device", "cpu", "--batch-size", "8", "-q"]
+    common = ["--datasets", f"{data},{other}", "--output", str(out), "--cache-dir", str(cache), "--device", "cpu", "--batch-size", "8", "-q"]
     assert evaluate.main([*common, "--models", f"bm25,{tiny_bert}", "--save-run", "--layout", "paper"]) == 0
     base = load_results(out)
     extra_dir = root / "extra"
     for flags in (["--split", "train"], ["--top-k", "100"], ["--bm25-pad"]):
         assert evaluate.main([*common, "--models", "bm25", "--output", str(extra_dir), *flags]) == 0
-    bm25 = next(r for r in base if r.encoder == "bm25")
+    bm25 = next(r for r in base if r.encoder == "bm25" and r.dataset == "scifact")
     mteb = dataclasses.replace(bm25, task="mteb", dataset="SciFact (MTEB)", config_key="m" * 20, created_at="2099-01-01T00:00:00+0000",
                                metrics={m: v * 0.9 for m, v in bm25.metrics.items()},
                                provenance={**bm25.provenance, "variant_key": "mteb-run", "settings": {**bm25.provenance["settings"], "data.task": "mteb"}})
@@ -61,24 +62,43 @@ def test_unrelated_results_move_no_existing_cell(board):
         new_label = after.cell_of(r)[0].label
         assert values1[models1.index(new_label)] == values0[models0.index(row.label)], row.label
     # the default table's cells and means, per split
-    for name, render in {**leaderboard.OUTPUTS, **leaderboard.PAPER_OUTPUTS}.items():
-        text = render(base + extra, None)
+    for name, render in {**leaderboard.OUTPUTS, **leaderboard.PAPER_OUTPUTS}.items():  # a value an output showed, it still shows
+        before_text, text = render(base, None), render(base + extra, None)
         for r in base:
-            assert f"{r.metrics['ndcg@10']:.4f}" in text or f"{100 * r.metrics['ndcg@10']:.1f}" in text or f"{r.metrics['ndcg@10']:.5f}" in text, (name, r.model)
+            for shown in (f"{r.metrics['ndcg@10']:.4f}", f"{100 * r.metrics['ndcg@10']:.1f}", f"{r.metrics['ndcg@10']:.5f}"):
+                assert shown not in before_text or shown in text, (name, r.model, shown)
+    # each row's mean in each split's table (the test split's: over scifact and nfcorpus) is unmoved
+    means0, means1 = markdown_means(leaderboard.to_markdown(base)), markdown_means(leaderboard.to_markdown(base + extra))
+    assert means0 and all(means1[(title, after.cell_of(r)[0].label)] == m for (title, label), m in means0.items()
+                          for r in base if before.cell_of(r)[0].label == label)
     rows = list(csv.DictReader(io.StringIO(leaderboard.to_csv(base + extra))))
     for r in base:  # the CSV row of each cell: same encoder, dataset, split and value, under its (maybe longer) label
         label = after.cell_of(r)[0].label
         assert any((x["model"], x["encoder"], x["split"], x["ndcg@10"]) == (label, r.encoder, r.split, f"{r.metrics['ndcg@10']:.5f}") for x in rows), r.model
 
 
+def markdown_means(md: str) -> dict[tuple[str, str], str]:
+    """``{(table title, row label): mean}`` of every pivot table of a Markdown leaderboard that has a mean column."""
+    out, title, header = {}, None, None
+    for line in md.splitlines():
+        if line.startswith("## "):
+            title, header = line, None
+        elif line.startswith("| model |"):
+            header = [c.strip() for c in line.strip("|").split("|")]
+        elif header and "mean" in header and line.startswith("| ") and not line.startswith("|---"):
+            row = [c.strip() for c in line.strip("|").split("|")]
+            out[(title, row[0])] = row[header.index("mean")]
+    return out
+
+
 def test_a_mean_never_mixes_splits_and_a_dataset_counts_once(board):
     out, base, extra = board
     md = leaderboard.paper_markdown(base + extra)
     table1 = md.split("## ")[1]
-    bm25 = next(r for r in base if r.encoder == "bm25")
-    label = cells.choose(base + extra).cell_of(bm25)[0].label
+    bm25 = [r for r in base if r.encoder == "bm25"]
+    label = cells.choose(base + extra).cell_of(bm25[0])[0].label
     line = next(x for x in table1.splitlines() if x.startswith(f"| {label} |"))
-    assert line.split(" | ")[1] == f"{100 * bm25.metrics['ndcg@10']:.1f}"  # the test split's value, not a mean with train or MTEB
+    assert line.split(" | ")[1] == f"{50 * sum(r.metrics['ndcg@10'] for r in bm25):.1f}"  # the test split's two datasets, not train or MTEB
     assert "split train" in md  # the train result has a table of its own
 
 
