@@ -19,7 +19,8 @@ from transformers.utils import logging as hf_logging
 
 from benchmarks import reproduce
 from benchmarks.catalog import WHAT, listing
-from benchmarks.leaderboard import paper_markdown, to_markdown, write_leaderboard, write_paper_leaderboard, write_per_query_plots
+from benchmarks.leaderboard import write_leaderboard, write_paper_leaderboard, write_per_query_plots
+from benchmarks.render.markdown import paper_markdown, to_markdown
 from benchmarks.pipeline import run
 from benchmarks.results import Result, load_results
 from benchmarks.spec import RunSpec, add_spec_flags, spec_from_args

@@ -201,8 +201,7 @@ class FaissTokenIndex:
         that fetched no token of d counts its lowest fetched score (an upper bound on the truth
         for exact fetches, XTR's imputation).
         """
-        Lq = tok_s.shape[0]
-        ok = tok_i >= 0
+        ok = tok_i >= 0  # (Lq, k')
         docs = np.where(ok, self.store.token_to_doc(np.where(ok, tok_i, 0)), -1)  # (Lq, k')
         cands, inv = np.unique(docs[ok], return_inverse=True)  # (C,)
         floor = np.where(ok, tok_s, np.inf).min(axis=1)  # (Lq,) the k'-th score per query token

@@ -21,7 +21,6 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import evaluate
 from benchmarks import reproduce

@@ -30,7 +30,6 @@ false-negative ids (:class:`~encoders.training.contrastive.IdCollator`).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

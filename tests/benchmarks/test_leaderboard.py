@@ -3,7 +3,8 @@
 import csv
 
 import evaluate
-from benchmarks.leaderboard import PAPER_COLUMNS, paper_table, to_csv
+from benchmarks.render.csvfile import to_csv
+from benchmarks.table import PAPER_COLUMNS, paper_table
 from benchmarks.results import Result, save_result
 
 

@@ -17,17 +17,11 @@ import pytest
 import scipy.stats
 
 import evaluate
-from benchmarks.leaderboard import (
-    find_baseline,
-    marks_for,
-    paper_csv,
-    paper_html,
-    paper_markdown,
-    per_query_differences,
-    to_csv,
-    to_markdown,
-    write_leaderboard,
-)
+from benchmarks.leaderboard import per_query_differences, write_leaderboard
+from benchmarks.marks import find_baseline, marks_for
+from benchmarks.render.csvfile import paper_csv, to_csv
+from benchmarks.render.html import paper_html
+from benchmarks.render.markdown import paper_markdown, to_markdown
 from benchmarks.results import Result, load_results, save_result
 from benchmarks.significance import TESTS, bootstrap_ci, holm
 from benchmarks.spec import CompareConfig, Correction, StatTest, make_spec

@@ -33,11 +33,11 @@ class Mutation:
 
 MUTATIONS = (
     Mutation("1a", "Table 1 takes a cell of any split (the train split's result lands in BEIR-DPR)",
-             (("benchmarks/leaderboard.py", "for (row, col), r in table.cells.items() if col.split == EVAL_SPLIT]", "for (row, col), r in table.cells.items()]"),)),
+             (("benchmarks/table.py", "for (row, col), r in table.cells.items() if col.split == EVAL_SPLIT]", "for (row, col), r in table.cells.items()]"),)),
     Mutation("1b", "results of other settings share one row; the last given wins a cell, not the newest",
              (("benchmarks/cells.py", "        several = len({json.dumps(s, sort_keys=True) for s in known}) > 1", "        several = False"),
               ("benchmarks/cells.py", "        ordered = _newest_first(rs)", "        ordered = rs[::-1]"))),
-    Mutation("1c", "a mean is taken across splits", (("benchmarks/leaderboard.py", "        groups.setdefault(split_of(c), []).append(c)", "        groups.setdefault(EVAL_SPLIT, []).append(c)"),)),
+    Mutation("1c", "a mean is taken across splits", (("benchmarks/table.py", "        groups.setdefault(split_of(c), []).append(c)", "        groups.setdefault(EVAL_SPLIT, []).append(c)"),)),
     Mutation("1d", "an MTEB run of a BEIR dataset counts in that dataset's row (averaged into the BEIR column)",
              (("benchmarks/cells.py", '        sig["evaluator"] = "MTEB"', "        pass"),)),
     Mutation("2", "the result key does not cover the code that computes the number",

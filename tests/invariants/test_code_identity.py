@@ -12,7 +12,6 @@ import pytest
 
 from benchmarks import models
 from benchmarks.beir_job import BeirJob
-from benchmarks.job import Contexts
 from benchmarks.pipeline import result_key
 from retrieval import codeid
 from tests.invariants.conftest import configs

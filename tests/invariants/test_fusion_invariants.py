@@ -6,7 +6,7 @@ import pytest
 
 from retrieval.fusion import METHODS, NORMS, fuse
 from retrieval.metrics import trec_order
-from tests.invariants.conftest import Config, configs, per_query
+from tests.invariants.conftest import Config, per_query
 
 
 def test_component_order_changes_nothing(runner, synthetic, tiny_bert):

@@ -11,12 +11,13 @@ import csv
 import dataclasses
 import io
 import shutil
-from pathlib import Path
 
 import pytest
 
 import evaluate
-from benchmarks import cells, leaderboard, reproduce
+from benchmarks import cells, leaderboard, reproduce, table
+from benchmarks.render.csvfile import to_csv
+from benchmarks.render.markdown import paper_markdown, to_markdown
 from benchmarks.results import load_results, save_result
 from tests.invariants.conftest import synthetic_rows, write_folder
 
@@ -56,8 +57,8 @@ def test_unrelated_results_move_no_existing_cell(board):
         row2, col2 = after.cell_of(r)
         assert after.cells[(row2, col2)] is r and col2 == col and (row2.model, row2.encoder) == (row.model, row.encoder)
     # Table 1 (test split only; an MTEB run of the same data is a row of its own, never averaged in)
-    models0, values0, _, _ = leaderboard.paper_table(base)
-    models1, values1, _, _ = leaderboard.paper_table(base + extra)
+    models0, values0, _, _ = table.paper_table(base)
+    models1, values1, _, _ = table.paper_table(base + extra)
     for (row, col), r in before.cells.items():
         new_label = after.cell_of(r)[0].label
         assert values1[models1.index(new_label)] == values0[models0.index(row.label)], row.label
@@ -68,10 +69,10 @@ def test_unrelated_results_move_no_existing_cell(board):
             for shown in (f"{r.metrics['ndcg@10']:.4f}", f"{100 * r.metrics['ndcg@10']:.1f}", f"{r.metrics['ndcg@10']:.5f}"):
                 assert shown not in before_text or shown in text, (name, r.model, shown)
     # each row's mean in each split's table (the test split's: over scifact and nfcorpus) is unmoved
-    means0, means1 = markdown_means(leaderboard.to_markdown(base)), markdown_means(leaderboard.to_markdown(base + extra))
+    means0, means1 = markdown_means(to_markdown(base)), markdown_means(to_markdown(base + extra))
     assert means0 and all(means1[(title, after.cell_of(r)[0].label)] == m for (title, label), m in means0.items()
                           for r in base if before.cell_of(r)[0].label == label)
-    rows = list(csv.DictReader(io.StringIO(leaderboard.to_csv(base + extra))))
+    rows = list(csv.DictReader(io.StringIO(to_csv(base + extra))))
     for r in base:  # the CSV row of each cell: same encoder, dataset, split and value, under its (maybe longer) label
         label = after.cell_of(r)[0].label
         assert any((x["model"], x["encoder"], x["split"], x["ndcg@10"]) == (label, r.encoder, r.split, f"{r.metrics['ndcg@10']:.5f}") for x in rows), r.model
@@ -93,7 +94,7 @@ def markdown_means(md: str) -> dict[tuple[str, str], str]:
 
 def test_a_mean_never_mixes_splits_and_a_dataset_counts_once(board):
     out, base, extra = board
-    md = leaderboard.paper_markdown(base + extra)
+    md = paper_markdown(base + extra)
     table1 = md.split("## ")[1]
     bm25 = [r for r in base if r.encoder == "bm25"]
     label = cells.choose(base + extra).cell_of(bm25[0])[0].label
