@@ -9,6 +9,7 @@ from benchmarks.cells import choose
 from benchmarks.marks import Marks, identity, marks_for, table1_key, task_marks
 from benchmarks.results import Result
 from benchmarks.spec import CompareConfig
+from benchmarks.standings import table1_ranks, table_ranks
 from benchmarks.table import KEY_COLUMNS, PAPER_COLUMNS, Cell, metric_columns, paper_cells, paper_table
 
 def to_csv(results: list[Result], compare: CompareConfig | None = None, metric: str = "ndcg@10", everything: list[Result] | None = None) -> str:
@@ -21,14 +22,26 @@ def to_csv(results: list[Result], compare: CompareConfig | None = None, metric: 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     extra = [f"{metric}_ci_lo", f"{metric}_ci_hi", "baseline", f"{metric}_diff", "diff_ci_lo", "diff_ci_hi", "p", "p_adjusted", "significant", "test", "correction", "alpha", "comparisons", "bootstrap", "stats_seed"]
-    w.writerow(KEY_COLUMNS + cols + ["num_queries", "num_docs", "total_s"] + (extra if marks else []))
+    ranks = table_ranks(results, compare, metric, everything)
+    rank_cols = [f"{metric}_rank", f"{metric}_rank_lo", f"{metric}_rank_hi", f"{metric}_tier"] if ranks.any() else []
+    w.writerow(KEY_COLUMNS + cols + ["num_queries", "num_docs", "total_s"] + rank_cols + (extra if marks else []))
     for (row, col), r in shown:
         dataset = col.dataset + (" (in-domain)" if col.in_domain else "")
         line = [row.label, r.encoder, dataset, col.split] + [f"{r.metrics[c]:.5f}" if c in r.metrics else "" for c in cols] + [r.num_queries, r.num_docs, f"{r.timings.get('total_s', 0):.1f}"]
+        if rank_cols:
+            line += _rank_cells(ranks.columns.get(col.label, {}).get((row.label, row.encoder)))
         if marks:
             line += _csv_marks(marks, marks.sources.get(identity(r)))
         w.writerow(line)
+    for split, mean in ranks.means.items():  # one row per mean over datasets: "mean(nfcorpus+scifact)"
+        for (label, encoder), st in mean.standings.items():
+            line = [label, encoder, f"mean({'+'.join(mean.columns)})", split] + [f"{st.mean:.5f}" if c == metric else "" for c in cols] + ["", "", ""]
+            w.writerow(line + _rank_cells(st) + ([""] * len(extra) if marks else []))
     return buf.getvalue()
+
+
+def _rank_cells(st) -> list:
+    return [st.rank, *st.interval, st.tier] if st is not None else ["", "", "", ""]
 
 
 def _csv_marks(marks: Marks, key: Cell | None) -> list:
@@ -48,9 +61,14 @@ def paper_csv(results: list[Result], metric: str = "ndcg@10", compare: CompareCo
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     extra = [f"{c}_{x}" for c in PAPER_COLUMNS for x in ("ci_lo", "ci_hi", "vs_baseline")] + ["baseline", "test", "correction", "alpha", "bootstrap", "stats_seed"]
-    w.writerow(["model"] + PAPER_COLUMNS + (extra if marks else []))
+    t1 = table1_ranks(results, compare, metric)
+    rank_cols = [f"{c}_{x}" for c in PAPER_COLUMNS if c in t1 for x in ("rank", "rank_lo", "rank_hi", "tier")]
+    w.writerow(["model"] + PAPER_COLUMNS + rank_cols + (extra if marks else []))
     for m, row in zip(models, values):
         out = [m] + ["" if v is None else f"{v:.5f}" for v in row]
+        for c in PAPER_COLUMNS:
+            if c in t1:
+                out += _rank_cells(t1[c].standings.get((m, "")))
         if marks:
             for c in PAPER_COLUMNS:
                 mk, key = table1_key(cells.get((m, c), {}), marks)

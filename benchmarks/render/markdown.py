@@ -6,7 +6,8 @@ from benchmarks.cells import EVAL_SPLIT, choose, superseded_note
 from benchmarks.marks import CORRECTION_NAMES, TABLE1_NOTE, Marks, legend, marker, marks_for, ptext, table1_key, task_marks, with_marks
 from benchmarks.results import Result
 from benchmarks.spec import CompareConfig
-from benchmarks.table import KEY_COLUMNS, PAPER_COLUMNS, Cell, breakdowns, metric_columns, paper_cells, paper_table, pivot, split_tables
+from benchmarks.standings import Ranks, rank_text, ranks_legend, table1_ranks, table_ranks
+from benchmarks.table import KEY_COLUMNS, PAPER_COLUMNS, Cell, breakdowns, by_task, metric_columns, paper_cells, paper_table, pivot, split_tables
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -57,6 +58,7 @@ def to_markdown(results: list[Result], metric: str = "ndcg@10", compare: Compare
     if marks:
         out += [f"- {line}" for line in legend(marks)] + [""]
         out += differences_markdown(marks, f"{metric} against {marks.baseline[0] if marks.baseline else compare.baseline}")
+    out += ranks_markdown(table_ranks(results, compare, metric, everything), rows, cols, f"Rank intervals and tiers ({metric})")
     table = choose(results, everything)
     notes = superseded_note(table)
     if notes:
@@ -67,6 +69,26 @@ def to_markdown(results: list[Result], metric: str = "ndcg@10", compare: Compare
             + [f"{r.timings.get('total_s', 0):.1f}"] for row, col, r in shown]
     out += ["## All metrics\n", md_table(KEY_COLUMNS + mcols + ["time (s)"], full), ""]
     return "\n".join(out)
+
+
+def ranks_markdown(ranks: Ranks, rows: list[tuple[str, str]], cols: list[str], title: str) -> list[str]:
+    """One table of rank intervals per split: a column per dataset with ranks, and the mean over datasets; then the legend."""
+    if not ranks.any():
+        return []
+    out = []
+    for split, scols in split_tables(cols):
+        ranked = [c for c in scols if c in ranks.columns]
+        mean = ranks.means.get(split)
+        if not ranked and mean is None:
+            continue
+        header = ["model", "encoder"] + ranked + ([f"mean ({', '.join(mean.columns)})"] if mean else [])
+        body = []
+        for row in rows:
+            texts = [rank_text(ranks.columns[c].get(row)) for c in ranked] + ([rank_text(mean.standings.get(row))] if mean else [])
+            if any(t != "—" for t in texts):
+                body.append([row[0], row[1]] + texts)
+        out += [f"## {title}" + ("" if split == EVAL_SPLIT else f" (split {split})") + "\n", md_table(header, body), ""]
+    return out + [f"- {line}" for line in ranks_legend(ranks)] + [""]
 
 
 def fmt100(v: float | None) -> str:
@@ -99,6 +121,12 @@ def paper_markdown(results: list[Result], metric: str = "ndcg@10", compare: Comp
         notes.append("- \\* the row has only some of the column's datasets: its mean is not comparable with full rows.")
     out += notes + ["- BM25 rows fill the single-vector (DPR) columns as the lexical baseline.",
                     f"- Only {EVAL_SPLIT}-split results feed Table 1; other splits are in the per-task tables, each split with its own mean."] + ([f"- {TABLE1_NOTE}"] if marks else []) + [""]
+    t1 = table1_ranks(results, compare, metric, everything)
+    if t1:
+        rcols = [c for c in PAPER_COLUMNS if c in t1]
+        body = [[m] + [rank_text(t1[c].standings.get((m, ""))) for c in rcols] for m in models if any((m, "") in t1[c].standings for c in rcols)]
+        out += [f"## Table 1 rank intervals and tiers ({metric})\n", md_table(["model"] + rcols, body), ""]
+        out += [f"- {c}: ranks over {', '.join(t1[c].columns)}" for c in rcols] + [f"- {line}" for line in ranks_legend(Ranks(compare or CompareConfig(), metric, {}, {}, ()))] + [""]
     for task, (cols, rows, cell) in breakdowns(results, metric, everything).items():
         mk = marks.get(task)
         for split, scols in split_tables(cols):
@@ -108,4 +136,5 @@ def paper_markdown(results: list[Result], metric: str = "ndcg@10", compare: Comp
         if mk:
             out += [f"- {line}" for line in legend(mk, scale=100)] + [""]
             out += differences_markdown(mk, f"{task}: {metric} against {mk.baseline[0] if mk.baseline else compare.baseline}")
+        out += ranks_markdown(table_ranks(by_task(results)[task], compare, metric, everything), rows, cols, f"{task}: rank intervals and tiers ({metric})")
     return "\n".join(out)

@@ -113,8 +113,11 @@ def test_marks_carry_the_corrected_p_values():
 
 def test_cis_equal_the_seeded_bootstrap_and_are_in_the_csv():
     cfg = CompareConfig(baseline="BM25", bootstrap=500, stats_seed=7)
-    rows = list(csv.DictReader(to_csv(results(), cfg).splitlines()))
-    assert len(rows) == 6
+    everything = list(csv.DictReader(to_csv(results(), cfg).splitlines()))
+    rows = [r for r in everything if not r["dataset"].startswith("mean(")]
+    means = [r for r in everything if r["dataset"] == "mean(d1+d2)"]
+    assert len(rows) == 6 and len(means) == 3  # a row per cell, then per row the mean over d1 and d2 with its rank interval and tier
+    assert all(m["ndcg@10_rank_lo"] <= m["ndcg@10_rank"] <= m["ndcg@10_rank_hi"] and m["ndcg@10_tier"] for m in means)
     for row in rows:
         scores = SCORES[(row["model"], row["dataset"])]
         lo, hi = bootstrap_ci(scores, n=500, seed=7)
