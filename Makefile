@@ -11,7 +11,7 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: eval test test-slow test-all install clean reproduce
+.PHONY: eval test test-slow test-browser test-all install clean reproduce
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# The interactive page in a real browser and the LaTeX tables through pdflatex: Debian's chromium, chromium-driver and
+# texlive (apt-get install chromium chromium-driver texlive-latex-base texlive-latex-recommended); they skip where missing.
+test-browser: $(STAMP)
+	$(PY) -m pytest -q -m browser
+
 # The reproduction matrix (configs/reproductions/): MAX_COST=cheap (BM25 rows, seconds), moderate or expensive.
 # test-slow already checks the cheap rows (tests/benchmarks/test_reproduce.py).
 MAX_COST ?= cheap
@@ -37,7 +42,7 @@ reproduce: $(STAMP)
 	$(PY) evaluate.py --reproduce --max-cost $(MAX_COST)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q -m "slow or not slow or browser"
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

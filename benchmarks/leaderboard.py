@@ -1,8 +1,10 @@
 """Render saved results as leaderboard files: the registries of outputs, the writers, and the figures. Never computes a score.
 
-``leaderboard.{md,csv}``: the pivot of nDCG@10 per split (rows = model/encoder/settings, columns =
-datasets, with the mean over the datasets a row has all of), then every metric of every cell.
-``paper.{md,csv,html,png}``: the ModernBERT paper's Table 1 columns (test split), then one table per task.
+``leaderboard.{md,csv,tex,html}``: the pivot of nDCG@10 per split (rows = model/encoder/settings, columns =
+datasets, with the mean over the datasets a row has all of) and its rank intervals and tiers; the
+Markdown and CSV then every metric of every cell; the HTML page is interactive (sort, filter,
+provenance, per-query differences). ``paper.{md,csv,tex,html,png}``: the ModernBERT paper's Table 1
+columns (test split), then one table per task.
 The table model is :mod:`benchmarks.table` (cells chosen by :mod:`benchmarks.cells`); each format is
 a module of :mod:`benchmarks.render`; significance against a baseline is :mod:`benchmarks.marks`.
 """
@@ -16,8 +18,9 @@ from benchmarks.longdoc import parse_name
 from benchmarks.marks import marks_for, per_query_scores
 from benchmarks.plots import BarPanel, Differences, LengthPanel, draw_differences, draw_paper, length_curves, sorted_differences
 from benchmarks.render.csvfile import paper_csv, to_csv
-from benchmarks.render.html import paper_html
+from benchmarks.render.latex import leaderboard_tex, paper_tex
 from benchmarks.render.markdown import paper_markdown, to_markdown
+from benchmarks.render.page import leaderboard_html, paper_html
 from benchmarks.results import Result, load_results, slug
 from benchmarks.spec import CompareConfig
 from benchmarks.table import by_task, picked
@@ -87,6 +90,8 @@ Render = Callable[[list[Result], "CompareConfig | None"], str]
 OUTPUTS: dict[str, Render] = {
     "leaderboard.md": lambda rs, c: "# Leaderboard\n\n" + to_markdown(rs, compare=c),
     "leaderboard.csv": lambda rs, c: to_csv(rs, c),
+    "leaderboard.tex": lambda rs, c: leaderboard_tex(rs, c),
+    "leaderboard.html": lambda rs, c: leaderboard_html(rs, c),
 }
 
 
@@ -103,6 +108,7 @@ def write_leaderboard(folder: Path, compare: CompareConfig | None = None) -> lis
 PAPER_OUTPUTS: dict[str, Render] = {
     "paper.md": lambda rs, c: "# Leaderboard (ModernBERT Table 1 layout)\n\n" + paper_markdown(rs, compare=c),
     "paper.csv": lambda rs, c: paper_csv(rs, compare=c),
+    "paper.tex": lambda rs, c: paper_tex(rs, c),
     "paper.html": lambda rs, c: paper_html(rs, compare=c),
 }
 

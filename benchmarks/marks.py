@@ -183,7 +183,7 @@ def with_marks(text: str, key: Cell | None, marks: Marks | None, scale: float, d
     if marks is None or key is None:
         return text
     text += marker(marks.comparisons.get(key))
-    if key in marks.ci:
+    if key in marks.ci and marks.config.ci:
         lo, hi = marks.ci[key]
         text += f" ± {scale * (hi - lo) / 2:.{digits}f}"
     return text
@@ -201,7 +201,8 @@ def legend(marks: Marks, scale: float = 1.0) -> list[str]:
         f"Baseline: {base}. ▲ / ▼: {marks.metric} significantly above / below the baseline's on the same queries: two-sided {test}, "
         f"{CORRECTION_NAMES[c.correction]} correction over the family of the {len(marks.comparisons)} comparisons in this table "
         f"(each other row on each dataset where the baseline has per-query scores), alpha {c.alpha:g}.",
-        f"±: half the width of the 95% percentile bootstrap CI of the mean over queries{x100} ({c.bootstrap} resamples, seed {c.stats_seed}); the CSV has both bounds.",
+        f"±: half the width of the 95% percentile bootstrap CI of the mean over queries{x100} ({c.bootstrap} resamples, seed {c.stats_seed}); the CSV has both bounds."
+        if c.ci else f"95% percentile bootstrap CIs of the means ({c.bootstrap} resamples, seed {c.stats_seed}): in the CSV (--no-ci leaves them out of this table).",
     ]
     if any(marker(x) == "†" for x in marks.comparisons.values()):
         lines.append("†: significant with equal means (the signed-rank test tests the median difference).")

@@ -64,6 +64,7 @@ class CompareConfig:
     permutations: int = flag_field(10_000, "randomization test: sign-flip permutations", kinds=())
     bootstrap: int = flag_field(1_000, "bootstrap resamples of the queries for each 95% CI", kinds=())  # 1,000 moves a CI bound by ~1e-3 on 300 queries
     stats_seed: int = flag_field(0, "seed of the randomization test and the bootstrap (same seed, byte-identical tables)", kinds=())
+    ci: bool = flag_field(True, "show ± (half the 95% bootstrap CI of the mean) beside scores that have per-query scores, in Markdown, LaTeX and HTML (the CSVs always have both bounds)", kinds=())
 
     def __post_init__(self):
         if not 0 < self.alpha < 1:

@@ -46,7 +46,7 @@ def test_rerender_paper_layout_from_saved_results(tmp_path, capsys):
     assert "| ModernBERT-base | 45.0 | 25.0 | — | 70.0 | — | 55.0 | — |" in md
     assert "## code (ndcg@10 x 100)" in md and "cosqa" in md
     assert (tmp_path / "paper.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "<table>" in (tmp_path / "paper.html").read_text()
+    assert "<table data-table='t1'>" in (tmp_path / "paper.html").read_text()
     rows = list(csv.reader(open(tmp_path / "paper.csv")))
     assert rows[0] == ["model"] + PAPER_COLUMNS
     assert "Table 1 layout" in capsys.readouterr().out

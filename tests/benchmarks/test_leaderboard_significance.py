@@ -20,7 +20,7 @@ import evaluate
 from benchmarks.leaderboard import per_query_differences, write_leaderboard
 from benchmarks.marks import find_baseline, marks_for
 from benchmarks.render.csvfile import paper_csv, to_csv
-from benchmarks.render.html import paper_html
+from benchmarks.render.page import paper_html
 from benchmarks.render.markdown import paper_markdown, to_markdown
 from benchmarks.results import Result, load_results, save_result
 from benchmarks.significance import TESTS, bootstrap_ci, holm
@@ -201,7 +201,7 @@ def test_no_baseline_leaves_every_table_unchanged():
         assert to_markdown(rs, compare=none) == to_markdown(rs)
         assert to_csv(rs, none) == to_csv(rs) and paper_csv(rs, compare=none) == paper_csv(rs)
         assert paper_markdown(rs, compare=none) == paper_markdown(rs) and paper_html(rs, compare=none) == paper_html(rs)
-    assert "±" not in to_markdown(rs) and "▲" not in paper_html(rs)
+    assert "±" not in to_markdown(rs) and "class='mark'" not in paper_html(rs)  # ranks need no baseline; marks and ± do
 
 
 def test_example_leaderboard_rerenders_byte_identically(tmp_path):
@@ -219,6 +219,8 @@ def test_example_leaderboard_rerenders_byte_identically(tmp_path):
     assert paper_csv(rs, compare=compare).encode() == (src / "paper.csv").read_bytes()
     assert paper_html(rs, compare=compare).encode() == (src / "paper.html").read_bytes()
     assert "▲" not in to_markdown(rs) and "±" not in paper_markdown(rs)
+    for name in ("leaderboard.tex", "leaderboard.html", "paper.tex"):  # the LaTeX and page files are the registered renderings
+        assert (src / name).is_file()
 
 
 def test_paper_layout_marks_breakdowns_and_single_dataset_table1_cells():
@@ -239,7 +241,8 @@ def test_paper_layout_marks_breakdowns_and_single_dataset_table1_cells():
     bonf = list(csv.DictReader(paper_csv(rs, compare=CompareConfig(baseline="BM25", correction="bonferroni")).splitlines()))
     assert next(r for r in bonf if r["model"] == "B")["BEIR-DPR_vs_baseline"] == "n.s."
     page = paper_html(rs, compare=cfg)
-    assert a_text in page and "title='95% CI [" in page and "paired t-test" in page and "<ul><li>Baseline: BM25 (bm25)." in page
+    assert f"{100 * np.mean(SCORES['A', 'd1']):.1f}<sup class='mark'" in page and "title='95% CI [" in page and "paired t-test" in page
+    assert "<ul class='notes'><li>BEIR-DPR: mean over d1" in page and "<li>Baseline: BM25 (bm25)." in page
     both = paper_markdown(results(), compare=cfg)  # a mean over d1 and d2: no marker in Table 1
     assert next(line for line in both.splitlines() if line.startswith("| A |")).startswith(f"| A | {50 * (np.mean(SCORES['A', 'd1']) + np.mean(SCORES['A', 'd2'])):.1f} |")
 
