@@ -91,10 +91,15 @@ def _td(page: Page, results: list[Result], value: float | None, *, scale: float,
     return f"<td data-col='{html.escape(col)}' data-v='{value!r}' data-refs='{refs}'{title}>{inner}</td>"
 
 
-def _table(tid: str, title: str, columns: list[str], body: list[str], notes: list[str], *, first: list[str]) -> str:
+def _table(tid: str, title: str, columns: list[str], body: list[str], notes: list[str], *, first: list[str], titles: dict[str, str] | None = None) -> str:
+    titles = titles or {}
     head = "".join(f"<th data-key='{html.escape(k)}'>{html.escape(k)}</th>" for k in first)
-    head += "".join(f"<th data-key='{html.escape(c)}' data-col='{html.escape(c)}'>{html.escape(c)}</th>" for c in columns)
-    note = "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>" if notes else ""
+    head += "".join(f"<th data-key='{html.escape(c)}' data-col='{html.escape(c)}'" + (f" title='{html.escape(titles[c])}'" if c in titles else "") + f">{html.escape(c)}</th>"
+                    for c in columns)
+    shown, rest = [n for n in notes if not n.startswith("No ")], [n for n in notes if n.startswith("No ")]  # what lacks a CI, marker or rank: folded
+    note = ("<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in shown) + "</ul>" if shown else "") + (
+        f"<details class='notes'><summary>{len(rest)} note{'s' if len(rest) > 1 else ''} on cells without a CI, marker or rank</summary><ul class='notes'>"
+        + "".join(f"<li>{html.escape(n)}</li>" for n in rest) + "</ul></details>" if rest else "")
     return (f"<section class='board' id='{tid}'><h2>{html.escape(title)}</h2>\n<table data-table='{tid}'>\n<thead><tr>{head}</tr></thead>\n"
             f"<tbody>{''.join(body)}</tbody>\n</table>{note}</section>")
 
@@ -119,11 +124,18 @@ def pivot_sections(page: Page, results: list[Result], metric: str, marks: Marks 
             if len(scols) > 1:
                 got = [cell[(*row, c)] for c in scols if (*row, c) in cell]
                 mean = sum(r.metrics[metric] for r in got) / len(got) if len(got) == len(scols) else None
-                tds.append(_td(page, got, mean, scale=scale, digits=digits, col="mean", standing=mean_ranks.standings.get(row) if mean_ranks else None))
+                tds.append(_td(page, got, mean, scale=scale, digits=digits, col="mean"))
+            if mean_ranks is not None:  # its own column: the mean it ranks may be over fewer datasets than the mean column's
+                st = mean_ranks.standings.get(row)
+                tds.append(f"<td data-col='rank' data-v='{st.rank}' title='{html.escape(_rank_tip(st))}'><span class='rank{' tier1' if st.tier == 1 else ''}'>"
+                           f"{html.escape(rank_text(st))}</span></td>" if st is not None else "<td data-col='rank' class='empty'>—</td>")
             body.append(_row(row[0], row[1], tds))
         notes = (legend(marks, scale=scale) if marks is not None else []) + (ranks_legend(ranks) if ranks.any() else [])
         t = title + ("" if split == EVAL_SPLIT else f", split {split}")
-        out.append(_table(f"{tid}-{n}", t, scols + (["mean"] if len(scols) > 1 else []), body, notes, first=["model", "encoder"]))
+        heads = {"mean": f"mean over the {len(scols)} datasets of this table (a row with all of them)"} | (
+            {"rank": f"rank by the mean over {', '.join(mean_ranks.columns)} (95% bootstrap interval; ★ best tier)"} if mean_ranks else {})
+        out.append(_table(f"{tid}-{n}", t, scols + (["mean"] if len(scols) > 1 else []) + (["rank"] if mean_ranks else []), body, notes,
+                          first=["model", "encoder"], titles=heads))
     return out
 
 
@@ -168,7 +180,7 @@ def _document(page: Page, title: str, sections: list[str]) -> str:
     data = data.replace("</", "<\\/")  # never close the script element from inside the JSON
     controls = ("<div id='controls'><label>model <input id='filter-model' type='search' placeholder='filter by name'></label> "
                 "<label>encoder <select id='filter-encoder'><option value=''>all</option></select></label> "
-                "<span id='filter-datasets'></span></div>")
+                "<div id='filter-datasets'></div></div>")
     compare = ("<section id='compare'><h2>Per-query differences</h2><label>row A <select id='cmp-a'></select></label> "
                "<label>row B <select id='cmp-b'></select></label> <label>dataset <select id='cmp-col'></select></label> "
                "<button id='cmp-go' type='button'>draw</button><div id='cmp-out'></div></section>")
@@ -182,7 +194,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.2em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.1em;margin:1em 0 .4em}
 #controls{display:flex;flex-wrap:wrap;gap:.8em;align-items:center;margin-bottom:.6em}
-#filter-datasets label{margin-right:.5em;white-space:nowrap;font-size:.9em}
+#filter-datasets{display:flex;flex-wrap:wrap;gap:.2em .7em;flex-basis:100%}#filter-datasets label{white-space:nowrap;font-size:.9em}
 main{display:flex;gap:1.2em;align-items:flex-start}#tables{flex:1;min-width:0;overflow-x:auto}
 #prov{width:24em;flex:none;position:sticky;top:.5em;max-height:95vh;overflow:auto;border:1px solid #ddd;padding:.4em .8em;font-size:.85em;background:#fafafa}
 #prov table{border-collapse:collapse}#prov td{border:none;padding:1px 4px;text-align:left;vertical-align:top;word-break:break-all}
@@ -191,7 +203,7 @@ th{background:#f0f0f0;cursor:pointer;user-select:none}th[data-key=model],th[data
 td.label,td[data-col=encoder]{text-align:left}td[data-refs]{cursor:pointer}td.selected{outline:2px solid #2a6fdb}
 td.empty{color:#999}.mark{color:#b03;margin-left:1px}.rank{font-size:.8em;color:#555}.rank.tier1{color:#0a6d2c;font-weight:600}
 .ci{display:block;height:6px;margin-top:2px;position:relative}.ci svg{display:block}
-ul.notes{font-size:.8em;color:#444;max-width:70em;white-space:normal}.hidden{display:none}
+ul.notes{font-size:.8em;color:#444;max-width:70em;white-space:normal}details.notes{font-size:.8em;color:#555;max-width:70em}.hidden{display:none}
 #cmp-out svg{border:1px solid #ddd;background:#fff}#compare{margin-top:1em}
 """
 
@@ -236,7 +248,7 @@ JS = r"""
 
   // Filters: rows by name and encoder, columns by dataset.
   const encoders = new Set(), columns = new Set();
-  tables.forEach(t => { t.querySelectorAll('tbody tr').forEach(r => encoders.add(r.dataset.encoder)); t.querySelectorAll('th[data-col]').forEach(h => { if (h.dataset.col !== 'mean') columns.add(h.dataset.col); }); });
+  tables.forEach(t => { t.querySelectorAll('tbody tr').forEach(r => encoders.add(r.dataset.encoder)); t.querySelectorAll('th[data-col]').forEach(h => { if (h.dataset.col !== 'mean' && h.dataset.col !== 'rank') columns.add(h.dataset.col); }); });
   const enc = document.getElementById('filter-encoder'), name = document.getElementById('filter-model'), boxes = document.getElementById('filter-datasets');
   Array.from(encoders).sort().forEach(e => enc.appendChild(el('option', {value: e}, e)));
   Array.from(columns).forEach(c => { const l = el('label'); const b = el('input', {type: 'checkbox', class: 'filter-dataset', value: c}); b.checked = true; l.appendChild(b); l.appendChild(document.createTextNode(' ' + c)); boxes.appendChild(l); });

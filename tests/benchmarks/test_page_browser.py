@@ -159,6 +159,8 @@ def test_screenshot(driver, pages):
     driver.find_element("css selector", "#t-0 tr[data-model='BM25+all-MiniLM-L6-v2 (rrf)'] td[data-col='scifact']").click()
     driver.find_element("css selector", "#cmp-a option[value='BM25+all-MiniLM-L6-v2 (rrf) (fusion)']").click()
     driver.find_element("css selector", "#cmp-b option[value='BM25 (bm25)']").click()
+    driver.find_element("css selector", "#cmp-col option[value='scifact']").click()
     driver.find_element("id", "cmp-go").click()
-    driver.set_window_size(1500, 1500)
+    driver.set_window_size(1500, 1650)
+    driver.execute_script("window.scrollTo(0, 0)")
     assert driver.save_screenshot(str(Path(target).resolve())) and errors(driver) == []
