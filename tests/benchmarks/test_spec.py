@@ -33,6 +33,7 @@ NOT_KEYED = {
     "permutations": "render only",
     "bootstrap": "render only",
     "stats_seed": "render only",
+    "ci": "render only: ± beside scores in the tables",
 }
 KINDS = ("bm25", "dpr", "colbert", "toy")
 
