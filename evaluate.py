@@ -19,7 +19,7 @@ from transformers.utils import logging as hf_logging
 
 from benchmarks import reproduce
 from benchmarks.catalog import WHAT, listing
-from benchmarks.leaderboard import write_leaderboard, write_paper_leaderboard, write_per_query_plots
+from benchmarks.leaderboard import OUTPUTS, write_leaderboard, write_paper_leaderboard, write_per_query_plots
 from benchmarks.render.markdown import paper_markdown, to_markdown
 from benchmarks.pipeline import run
 from benchmarks.results import Result, load_results
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}\n(the results are saved: re-render with --leaderboard {spec.output.output} and other settings)", file=sys.stderr)
         return 2
-    print(f"results in {spec.output.output}/ (leaderboard.md, leaderboard.csv)")
+    print(f"results in {spec.output.output}/ ({', '.join(OUTPUTS)})")
     return 0
 
 

@@ -47,7 +47,7 @@ def test_quiet_prints_the_table_and_the_path_only(tmp_path, scifact_slice, capsy
     args = ["--datasets", str(scifact_slice), "--models", "bm25", "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"), "-q"]
     assert evaluate.main(args) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("## ndcg@10") and out.rstrip().endswith("(leaderboard.md, leaderboard.csv)")
+    assert out.startswith("## ndcg@10") and out.rstrip().endswith("(leaderboard.md, leaderboard.csv, leaderboard.tex, leaderboard.html)")
     assert err == ""
 
 
