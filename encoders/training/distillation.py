@@ -30,6 +30,7 @@ false-negative ids (:class:`~encoders.training.contrastive.IdCollator`).
 
 from __future__ import annotations
 
+import torch  # noqa: F401 (the doctests use it)
 import torch.nn.functional as F
 from torch import Tensor
 
