@@ -17,11 +17,12 @@ from pathlib import Path
 from huggingface_hub import utils as hf_hub_utils
 from transformers.utils import logging as hf_logging
 
-from benchmarks import reproduce
+from benchmarks import entries, reproduce
 from benchmarks.catalog import WHAT, listing
 from benchmarks.leaderboard import OUTPUTS, write_leaderboard, write_paper_leaderboard, write_per_query_plots
-from benchmarks.render.markdown import paper_markdown, to_markdown
 from benchmarks.pipeline import run
+from benchmarks.render import matrix
+from benchmarks.render.markdown import paper_markdown, to_markdown
 from benchmarks.results import Result, load_results
 from benchmarks.spec import RunSpec, add_spec_flags, spec_from_args
 from retrieval import logs, progress
@@ -37,8 +38,8 @@ def parser() -> argparse.ArgumentParser:
     # CLI modes like --list, not run settings (argparse's optional value needs nargs, which spec fields do not have)
     g = p.add_argument_group("reproduction matrix (configs/reproductions/*.toml; benchmarks.reproduce)")
     g.add_argument("--reproduce", nargs="?", const="", metavar="NAMES", help="run the entries (comma-separated names or globs; none: all) whose inputs are here, skip the rest with the reason, print and write a ✔/✘ matrix into OUTPUT/reproductions/; exit 1 on any ✘")
-    g.add_argument("--max-cost", choices=reproduce.COSTS, default="expensive", help="--reproduce: run only entries up to this cost class (cheap: seconds, moderate: minutes, expensive: longer; default: expensive, i.e. all)")
-    g.add_argument("--reproductions", default=str(reproduce.DEFAULT_DIR), metavar="DIR", help="--reproduce: the folder of entries (default: configs/reproductions)")
+    g.add_argument("--max-cost", choices=entries.COSTS, default="expensive", help="--reproduce: run only entries up to this cost class (cheap: seconds, moderate: minutes, expensive: longer; default: expensive, i.e. all)")
+    g.add_argument("--reproductions", default=str(entries.DEFAULT_DIR), metavar="DIR", help="--reproduce: the folder of entries (default: configs/reproductions)")
     return p
 
 
@@ -64,9 +65,9 @@ def reproduce_matrix(args: argparse.Namespace, spec: RunSpec) -> int:
     except ValueError as e:  # an entry that does not validate (file and key named), a name matching no entry
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(reproduce.to_markdown(rows))
+    print(matrix.to_markdown(rows))
     print(f"matrix in {ctx.out}/ (matrix.md, matrix.html, matrix.json)")
-    return reproduce.exit_code(rows)
+    return matrix.exit_code(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

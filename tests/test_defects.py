@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import evaluate
-from benchmarks import reproduce
+from benchmarks import entries, reproduce
 from benchmarks.results import Result, load_results, save_result
 from retrieval.beir import load_beir
 from tests.conftest import ROOT, make_beir
@@ -125,8 +125,8 @@ def test_4_the_trained_model_folder_depends_on_the_precision_and_device(tmp_path
     ctx = reproduce.Context(out=tmp_path, cache_dir=str(tmp_path / "cache"))
 
     def folder(**s):
-        return reproduce.train_folder(reproduce.Entry(name="t", path=tmp_path / "t.toml", description="d", expected=0.5, tolerance=0.01, source="s", cost="cheap",
-                                                      cpu_time="1 s", run={"datasets": ("x",)}, train=reproduce.TrainStep({"model": "minilm", **s})), ctx)
+        return reproduce.train_folder(entries.Entry(name="t", path=tmp_path / "t.toml", description="d", expected=0.5, tolerance=0.01, source="s", cost="cheap",
+                                                      cpu_time="1 s", run={"datasets": ("x",)}, train=entries.TrainStep({"model": "minilm", **s})), ctx)
 
     assert len({folder(dtype="fp32"), folder(dtype="bf16")}) == 2
     assert folder(dtype="fp32", device="cpu") != folder(dtype="fp32", device="cuda")

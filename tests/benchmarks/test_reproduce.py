@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 import evaluate
-from benchmarks import reproduce
-from benchmarks.reproduce import Context, Entry, EntryError, Outcome, TrainStep
+from benchmarks import entries, reproduce
+from benchmarks.render import matrix
+from benchmarks.entries import Entry, EntryError, TrainStep
+from benchmarks.render.matrix import Outcome
+from benchmarks.reproduce import Context
 from tests.conftest import make_beir
 
 
@@ -42,35 +45,35 @@ def test_rows_pass_inside_tolerance_fail_outside_skip_and_na_with_reason():
     outcomes = {"inside": Outcome(measured=0.505), "edge": Outcome(measured=0.51), "outside": Outcome(measured=0.4899),
                 "missing": Outcome(reason="data not here: x"), "broken": Outcome(reason="error: RuntimeError: boom", failed=True),
                 "other-data": Outcome(reason="not applicable: other corpus")}
-    rows = reproduce.matrix_rows(entries, outcomes)
+    rows = matrix.matrix_rows(entries, outcomes)
     assert [r.status for r in rows] == ["pass", "pass", "fail", "skip", "fail", "n/a"]
     assert rows[0].delta == pytest.approx(0.005) and rows[2].delta == pytest.approx(-0.0101)
     assert rows[2].reason == "outside ±0.01" and rows[3].reason == "data not here: x" and rows[3].measured is None and rows[3].delta is None
     assert rows[4].reason.startswith("error:") and rows[5].reason == "not applicable: other corpus"
-    assert reproduce.exit_code(rows) == 1
-    assert reproduce.exit_code([rows[0], rows[3], rows[5]]) == 0  # skips and n/a never fail a run
+    assert matrix.exit_code(rows) == 1
+    assert matrix.exit_code([rows[0], rows[3], rows[5]]) == 0  # skips and n/a never fail a run
 
 
 def test_markdown_and_html_show_marks_values_and_escape(tmp_path):
     entries = [hand_entry("ok"), hand_entry("bad"), hand_entry("gone")]
-    rows = reproduce.matrix_rows(entries, {"ok": Outcome(measured=0.5), "bad": Outcome(measured=0.7), "gone": Outcome(reason="weights: <none> | here")})
-    md = reproduce.to_markdown(rows)
+    rows = matrix.matrix_rows(entries, {"ok": Outcome(measured=0.5), "bad": Outcome(measured=0.7), "gone": Outcome(reason="weights: <none> | here")})
+    md = matrix.to_markdown(rows)
     assert "| ok | ndcg@10 | 0.5000 ± 0.0100 | 0.5000 | +0.0000 | ✔ | published | — | cheap | src-ok |" in md
     assert "| bad | ndcg@10 | 0.5000 ± 0.0100 | 0.7000 | +0.2000 | ✘ |" in md
     assert "weights: <none> \\| here — source: src-gone" in md and "\n\n1 ✔, 1 ✘, 1 skip\n" in md
-    page = reproduce.to_html(rows)
+    page = matrix.to_html(rows)
     assert "&lt;none&gt;" in page and "<none>" not in page and "<tr class='fail'>" in page
-    reproduce.write_matrix(tmp_path, rows)
+    matrix.write_matrix(tmp_path, rows)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["matrix.html", "matrix.json", "matrix.md"]  # no temp files left
     assert [r["status"] for r in json.loads((tmp_path / "matrix.json").read_text())] == ["pass", "fail", "skip"]
 
 
 def test_select_by_names_and_globs_and_unknown_names():
-    entries = [hand_entry(n) for n in ("bm25-scifact", "bm25-nfcorpus", "minilm-scifact")]
-    assert [e.name for e in reproduce.select(entries, "")] == ["bm25-scifact", "bm25-nfcorpus", "minilm-scifact"]
-    assert [e.name for e in reproduce.select(entries, "*-scifact, bm25-*")] == ["bm25-scifact", "minilm-scifact", "bm25-nfcorpus"]
+    hand = [hand_entry(n) for n in ("bm25-scifact", "bm25-nfcorpus", "minilm-scifact")]
+    assert [e.name for e in entries.select(hand, "")] == ["bm25-scifact", "bm25-nfcorpus", "minilm-scifact"]
+    assert [e.name for e in entries.select(hand, "*-scifact, bm25-*")] == ["bm25-scifact", "minilm-scifact", "bm25-nfcorpus"]
     with pytest.raises(ValueError, match="no entry matches 'bm25-scifct'; did you mean 'bm25-scifact'"):
-        reproduce.select(entries, "bm25-scifct")
+        entries.select(hand, "bm25-scifct")
 
 
 def test_max_cost_skips_without_running(monkeypatch):
@@ -109,7 +112,7 @@ def test_max_cost_skips_without_running(monkeypatch):
 def test_entry_errors_name_the_file_and_the_key(tmp_path, text, message):
     path = write_entry(tmp_path, text)
     with pytest.raises(EntryError) as err:
-        reproduce.parse_entry(path)
+        entries.parse_entry(path)
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
 
 
@@ -117,31 +120,31 @@ def test_folder_errors_duplicate_names_and_bad_references(tmp_path):
     write_entry(tmp_path / "dup", entry_text(), "a.toml")
     write_entry(tmp_path / "dup", entry_text(), "b.toml")
     with pytest.raises(EntryError, match=r"b\.toml: name: 'tiny-bm25' is also the name of .*a\.toml"):
-        reproduce.load_entries(tmp_path / "dup")
+        entries.load_entries(tmp_path / "dup")
     write_entry(tmp_path / "ref", entry_text(name="student", run='datasets = ["x"]', train='model = "minilm"\nteacher = "entry:techer"'))
     write_entry(tmp_path / "ref", entry_text(name="teacher", run='datasets = ["x"]', train='model = "minilm"'), "t.toml")
     with pytest.raises(EntryError, match=r"entry\.toml: train\.teacher: 'entry:techer' is not an entry with a \[train\] step; did you mean 'teacher'"):
-        reproduce.load_entries(tmp_path / "ref")
+        entries.load_entries(tmp_path / "ref")
 
 
 def test_recipe_settings_then_entry_overrides_and_types():
-    step = reproduce.parse_train(Path("e.toml"), {"config": "configs/minilm-scifact-dpr.toml", "train_data": "nfcorpus", "lr": 1, "max_examples": 2000})
+    step = entries.parse_train(Path("e.toml"), {"config": "configs/minilm-scifact-dpr.toml", "train_data": "nfcorpus", "lr": 1, "max_examples": 2000})
     assert step.settings["mine_method"] == "bm25" and step.settings["mine_rank_start"] == 3  # from the recipe
     assert step.settings["train_data"] == "nfcorpus" and step.settings["lr"] == 1.0 and isinstance(step.settings["lr"], float)
 
 
 def test_shipped_entries_validate():
-    entries = reproduce.load_entries()
-    names = {e.name for e in entries}
-    assert len(entries) >= 40
+    shipped = entries.load_entries()
+    names = {e.name for e in shipped}
+    assert len(shipped) >= 40
     assert {"bm25-scifact-mteb", "bm25-nfcorpus-local", "bm25-cosqa-local", "minilm-scifact-mteb", "fusion-rrf-scifact", "sf-colbert-d", "modernbert-large-sqa"} <= names
-    by = {e.name: e for e in entries}
+    by = {e.name: e for e in shipped}
     assert by["minilm-cosqa-mteb"].not_applicable and by["bm25-cosqa-mteb"].not_applicable  # MTEB's CosQA is another corpus
     assert not by["bm25-cosqa-local"].not_applicable
-    assert all(e.needs and e.cost == "expensive" for e in entries if e.name.startswith("modernbert-"))
+    assert all(e.needs and e.cost == "expensive" for e in shipped if e.name.startswith("modernbert-"))
     assert by["sf-colbert-d"].train.settings["teacher"] == "entry:minilm-ft-scifact"
     assert by["fusion-rrf-scifact"].run["fusion"] == "rrf" and by["fusion-rrf-scifact"].run["rrf_k"] == 60
-    assert all(e.cost == "cheap" for e in entries if e.model == "bm25" and not e.not_applicable)
+    assert all(e.cost == "cheap" for e in shipped if e.model == "bm25" and not e.not_applicable)
 
 
 # ---------------------------------------------------------------- inputs: skipped with the reason
@@ -154,11 +157,11 @@ def tiny_ctx(tmp_path, **kw) -> Context:
 def test_missing_data_and_weights_are_skip_reasons(tmp_path, monkeypatch):
     data = make_beir(tmp_path / "tiny")
     ctx = tiny_ctx(tmp_path)
-    no_data = reproduce.parse_entry(write_entry(tmp_path / "e1", entry_text()))
+    no_data = entries.parse_entry(write_entry(tmp_path / "e1", entry_text()))
     assert reproduce.run_entry(no_data, ctx).reason.startswith("data not here: nowhere (looked in --data-dir")
-    no_split = reproduce.parse_entry(write_entry(tmp_path / "e2", entry_text(run=f'models = "bm25"\ndatasets = ["{data}"]\nsplit = "dev"')))
+    no_split = entries.parse_entry(write_entry(tmp_path / "e2", entry_text(run=f'models = "bm25"\ndatasets = ["{data}"]\nsplit = "dev"')))
     assert reproduce.missing_inputs(no_split, ctx).startswith(f"data not here: {data} has no qrels/dev.tsv")
-    no_folder = reproduce.parse_entry(write_entry(tmp_path / "e3", entry_text(run=f'models = "{tmp_path}/runs/none"\ndatasets = ["{data}"]', extra='needs = "weights: a fine-tune"')))
+    no_folder = entries.parse_entry(write_entry(tmp_path / "e3", entry_text(run=f'models = "{tmp_path}/runs/none"\ndatasets = ["{data}"]', extra='needs = "weights: a fine-tune"')))
     assert reproduce.run_entry(no_folder, ctx).reason == f"weights: model folder {tmp_path}/runs/none not found — needs weights: a fine-tune"
     (tmp_path / "empty-model").mkdir()
     assert reproduce.missing_model(str(tmp_path / "empty-model")).endswith("holds no weight files (*.safetensors, *.bin)")
@@ -171,7 +174,7 @@ def test_missing_data_and_weights_are_skip_reasons(tmp_path, monkeypatch):
 def test_unsupported_model_spec_is_a_skip_and_a_failing_run_a_miss(tmp_path, monkeypatch):
     data = make_beir(tmp_path / "tiny")
     ctx = tiny_ctx(tmp_path)
-    fused = reproduce.parse_entry(write_entry(tmp_path / "e1", entry_text(run=f'models = "bm25+minilm"\ndatasets = ["{data}"]')))
+    fused = entries.parse_entry(write_entry(tmp_path / "e1", entry_text(run=f'models = "bm25+minilm"\ndatasets = ["{data}"]')))
 
     def no_fusion(name, spec, built=None):  # a registry from before fusion: the whole entry is taken for one hub id
         raise FileNotFoundError(f"model {name!r} is neither an alias (minilm), a local folder, nor a reachable hub id")
@@ -180,11 +183,11 @@ def test_unsupported_model_spec_is_a_skip_and_a_failing_run_a_miss(tmp_path, mon
     out = reproduce.run_entry(fused, ctx)
     assert not out.failed and out.reason.startswith("model spec 'bm25+minilm' is not supported by this version's --models registry (FileNotFoundError")
 
-    plain = reproduce.parse_entry(write_entry(tmp_path / "e2", entry_text(run=f'models = "bm25"\ndatasets = ["{data}"]')))
+    plain = entries.parse_entry(write_entry(tmp_path / "e2", entry_text(run=f'models = "bm25"\ndatasets = ["{data}"]')))
     monkeypatch.setattr(reproduce.pipeline, "run", lambda spec: (_ for _ in ()).throw(RuntimeError("boom")))
     out = reproduce.run_entry(plain, ctx)
     assert out.failed and out.reason == "error: RuntimeError: boom"
-    assert reproduce.matrix_rows([plain], {plain.name: out})[0].status == "fail"
+    assert matrix.matrix_rows([plain], {plain.name: out})[0].status == "fail"
 
 
 # ---------------------------------------------------------------- end to end through evaluate.py (BM25 on a 2-document corpus)
@@ -257,4 +260,4 @@ def dataclass_replace_train(entry: Entry, **settings) -> Entry:
 def test_cheap_rows_reproduce_on_the_shared_data(data_dir, tmp_path):
     rows = reproduce.reproduce("", Context(out=tmp_path / "out", data_dir=str(data_dir), cache_dir=str(tmp_path / "cache")), max_cost="cheap")
     cheap = [r for r in rows if r.cost == "cheap" and r.status != "n/a"]
-    assert len(cheap) >= 5 and all(r.status == "pass" for r in cheap), reproduce.to_markdown(cheap)
+    assert len(cheap) >= 5 and all(r.status == "pass" for r in cheap), matrix.to_markdown(cheap)

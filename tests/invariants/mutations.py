@@ -43,7 +43,7 @@ MUTATIONS = (
     Mutation("2", "the result key does not cover the code that computes the number",
              (("benchmarks/pipeline.py", "settings=spec.settings(retriever.kind), code=code_of(job, retriever))", "settings=spec.settings(retriever.kind))"),)),
     Mutation("3", "a reproduction tolerance may accept the alternative its figure claims to differ from",
-             (("benchmarks/reproduce.py", "    gap = abs(alt.value - entry.expected)\n", "    gap = abs(alt.value - entry.expected)\n    return\n"),)),
+             (("benchmarks/entries.py", "    gap = abs(alt.value - entry.expected)\n", "    gap = abs(alt.value - entry.expected)\n    return\n"),)),
     Mutation("4", "the trained-model folder ignores the resolved dtype and the device",
              (("benchmarks/reproduce.py", '"dtype_resolved": precision.dtype, "device_type": device.split(":")[0], ', ""),)),
     Mutation("5", "BM25 returns documents that share no term with the query (bm25s's padding, ordered by id)",

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from benchmarks import models, reproduce
+from benchmarks import entries, models, reproduce
 from benchmarks.beir_job import BeirJob
 from benchmarks.pipeline import without_versions
 from encoders.training.config import RESUME_FREE, TrainConfig
@@ -64,12 +64,12 @@ def other_value(value, tp):
 def test_a_trained_models_folder_is_keyed_by_everything_that_changes_its_weights(tmp_path):
     """Every TrainConfig field a resume may not change, and what --dtype and --device resolve to (not what was asked)."""
     ctx = reproduce.Context(out=tmp_path, cache_dir=str(tmp_path / "cache"))
-    entry = reproduce.Entry(name="t", path=tmp_path / "t.toml", description="d", expected=0.5, tolerance=0.01, source="s", cost="cheap", cpu_time="1 s",
-                            run={"datasets": ("x",)}, train=reproduce.TrainStep({"model": "minilm", "train_data": "scifact", "dtype": "fp32"}))
+    entry = entries.Entry(name="t", path=tmp_path / "t.toml", description="d", expected=0.5, tolerance=0.01, source="s", cost="cheap", cpu_time="1 s",
+                            run={"datasets": ("x",)}, train=entries.TrainStep({"model": "minilm", "train_data": "scifact", "dtype": "fp32"}))
     base = reproduce.train_folder(entry, ctx)
 
     def folder(**settings):
-        return reproduce.train_folder(dataclasses.replace(entry, train=reproduce.TrainStep({**entry.train.settings, **settings})), ctx)
+        return reproduce.train_folder(dataclasses.replace(entry, train=entries.TrainStep({**entry.train.settings, **settings})), ctx)
 
     hints = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     for f in dataclasses.fields(TrainConfig):

@@ -1,7 +1,7 @@
 """Every output renders from saved results alone, the same bytes every time, and unrelated results move no existing cell.
 
 The outputs come from the product's registries (``benchmarks.leaderboard.OUTPUTS``, ``PAPER_OUTPUTS``,
-``FIGURES``, ``benchmarks.reproduce.OUTPUTS``): a format registered there is checked at once, and a
+``FIGURES``, ``benchmarks.matrix.OUTPUTS``): a format registered there is checked at once, and a
 file the writers produce outside them fails a test.
 """
 
@@ -15,7 +15,8 @@ import shutil
 import pytest
 
 import evaluate
-from benchmarks import cells, leaderboard, reproduce, table
+from benchmarks import cells, entries, leaderboard, table
+from benchmarks.render import matrix
 from benchmarks.render.csvfile import to_csv
 from benchmarks.render.markdown import paper_markdown, to_markdown
 from benchmarks.results import load_results, save_result
@@ -128,32 +129,32 @@ def test_the_writers_write_exactly_the_registered_outputs(board, tmp_path):
     leaderboard.write_paper_leaderboard(folder)
     written = {p.name for p in folder.iterdir() if p.suffix != ".json"}
     assert written == {*leaderboard.OUTPUTS, *leaderboard.PAPER_OUTPUTS, *leaderboard.FIGURES}
-    rows = reproduce.matrix_rows([], {})
-    reproduce.write_matrix(tmp_path / "m", rows)
+    rows = matrix.matrix_rows([], {})
+    matrix.write_matrix(tmp_path / "m", rows)
     first = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
-    assert set(first) == set(reproduce.OUTPUTS)
-    reproduce.write_matrix(tmp_path / "m", rows)
+    assert set(first) == set(matrix.OUTPUTS)
+    matrix.write_matrix(tmp_path / "m", rows)
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == first
 
 
 def test_every_reproduction_entry_says_its_source_and_rejects_its_alternatives():
-    entries = reproduce.load_entries()
-    for e in entries:
-        assert e.source_kind in reproduce.SOURCE_KINDS, e.name
+    shipped = entries.load_entries()
+    for e in shipped:
+        assert e.source_kind in entries.SOURCE_KINDS, e.name
         if e.train is not None:
             assert e.alternatives, f"{e.name}: a trained figure names what training is compared with"
         for a in e.alternatives:
             assert abs(a.value - e.expected) > e.tolerance, (e.name, a.label())
-    rows = reproduce.matrix_rows(entries, {e.name: reproduce.Outcome(reason="not run") for e in entries})
-    md = reproduce.to_markdown(rows)
+    rows = matrix.matrix_rows(shipped, {e.name: matrix.Outcome(reason="not run") for e in shipped})
+    md = matrix.to_markdown(rows)
     assert all(f"| {r.name} | {r.metric} |" in md and f"| {r.source_kind} |" in md for r in rows)
 
 
 def test_an_entry_whose_tolerance_accepts_its_alternative_is_refused(tmp_path):
-    src = reproduce.DEFAULT_DIR / "nfc-dpr-inbatch.toml"
+    src = entries.DEFAULT_DIR / "nfc-dpr-inbatch.toml"
     text = src.read_text().replace("tolerance = 0.005", "tolerance = 0.01")
     folder = tmp_path / "entries"
-    shutil.copytree(reproduce.DEFAULT_DIR, folder)
+    shutil.copytree(entries.DEFAULT_DIR, folder)
     (folder / src.name).write_text(text)
-    with pytest.raises(reproduce.EntryError, match="would accept the alternative minilm-nfcorpus-mteb"):
-        reproduce.load_entries(folder)
+    with pytest.raises(entries.EntryError, match="would accept the alternative minilm-nfcorpus-mteb"):
+        entries.load_entries(folder)
