@@ -11,13 +11,24 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: eval test test-slow test-browser test-all install clean reproduce
+.PHONY: eval test test-slow test-browser test-all install clean reproduce lock
 
-$(STAMP): pyproject.toml
+LOCK := requirements.lock
+
+# The exact versions of requirements.lock, then the project itself (editable, no dependency resolution): make and CI
+# install what was tested. pyproject.toml keeps ranges, for users installing next to their own tools.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,mteb,parity]'
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e '.[test,mteb,parity]'
 	touch $(STAMP)
+
+# Rewrite requirements.lock from a fresh resolve of pyproject.toml's ranges (then run make test before committing it).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip && .venv-lock/bin/pip install --quiet -e '.[test,mteb,parity]'
+	{ head -2 $(LOCK); .venv-lock/bin/pip freeze --exclude-editable; } > $(LOCK).new && mv $(LOCK).new $(LOCK) && rm -rf .venv-lock
 
 install: $(STAMP)
 

@@ -57,10 +57,10 @@ from encoders.training.config import TrainConfig
 from encoders.training.mining import MiningConfig
 from retrieval.flags import ChoiceError, choice, split_list
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-DEFAULT_DIR = ROOT / "configs" / "reproductions"
+ROOT = Path(__file__).resolve().parent.parent  # the checkout, or site-packages when installed
+# configs/: a checkout's (a link to modernretrieval/configs), else the copy the installed package ships
+CONFIGS = next((p for p in (ROOT / "configs", ROOT / "modernretrieval" / "configs") if p.is_dir()), ROOT / "configs")
+DEFAULT_DIR = CONFIGS / "reproductions"
 
 
 COSTS = ("cheap", "moderate", "expensive")
@@ -260,7 +260,7 @@ def parse_train(path: Path, table: dict) -> TrainStep:
     recipe = table.pop("config", None)
     settings: dict = {}
     if recipe is not None:
-        file = Path(recipe) if Path(recipe).is_absolute() else ROOT / recipe
+        file = Path(recipe) if Path(recipe).is_absolute() else CONFIGS.parent / recipe  # "configs/x.toml", in a checkout or installed
         if not file.is_file():
             raise EntryError(f"{path}: train.config: recipe {recipe!r} not found ({file})")
         try:

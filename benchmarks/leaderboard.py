@@ -127,3 +127,18 @@ def write_paper_leaderboard(folder: Path, compare: CompareConfig | None = None) 
     for name, draw in FIGURES.items():
         draw(results, folder / name, compare)
     return results
+
+
+def render_folder(folder: Path | str, results: list[Result], compare: CompareConfig | None = None, layout: str = "default") -> str:
+    """Write every table of ``folder`` (all its saved results) and return the Markdown of ``results`` (this run's).
+
+    With a baseline also the per-query difference plots (``<folder>/per-query/``); the baseline is looked up among
+    every saved result, so this run's table may compare with an earlier run's. The CLI and the Python API both render so.
+    """
+    everything = write_leaderboard(folder, compare)
+    write_per_query_plots(folder, compare)
+    if layout == "paper":
+        write_paper_leaderboard(folder, compare)
+        return paper_markdown(results, compare=compare, everything=everything)
+    return to_markdown(results, compare=compare, everything=everything)
+

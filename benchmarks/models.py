@@ -16,6 +16,7 @@ from typing import get_args
 
 from benchmarks.spec import RunSpec
 from encoders.bm25 import BM25Config
+from encoders.loading import memory_hash
 from encoders.retrievers.bm25 import BM25Retriever
 from encoders.retrievers.colbert import ColbertRetriever
 from encoders.retrievers.config import DocHandling
@@ -44,6 +45,19 @@ KINDS: dict[str, Factory] = {
     "dpr": lambda name, spec: DenseRetriever(name, spec.model, spec.encoding, spec.index),
     "colbert": lambda name, spec: ColbertRetriever(name, spec.model, spec.encoding, spec.index),
 }
+# A model held in memory (the Python API, a Trainer's evaluator) as a retriever of each kind: keyed by the hash of its
+# weights and configuration, used as it is (encoders.loading.memory_hash).
+IN_MEMORY: dict[str, Callable[[object, str | None, RunSpec], Retriever]] = {
+    "dpr": lambda obj, name, spec: DenseRetriever(memory_key(obj), spec.model, spec.encoding, spec.index, loaded=obj, display=name),
+    "colbert": lambda obj, name, spec: ColbertRetriever(memory_key(obj), spec.model, spec.encoding, spec.index, loaded=obj, display=name),
+}
+
+
+def memory_key(obj) -> str:
+    """The ``--models`` entry a model held in memory stands under: its hash (``mem-sha256:...``)."""
+    return memory_hash(obj)
+
+
 NAMED: dict[str, Factory] = {
     "bm25": lambda name, spec: BM25Retriever(BM25Config(pad_unmatched=spec.index.bm25_pad)),
 }

@@ -82,23 +82,26 @@ def jobs_for(spec: RunSpec) -> list[Job]:
             for name in tasks.datasets_of(spec)]
 
 
-def run(spec: RunSpec) -> list[Result]:
-    """Evaluate every (dataset, model) pair of ``spec``; returns the results (fresh or cached) on every rank."""
+def run(spec: RunSpec, built: dict[str, Retriever] | None = None) -> list[Result]:
+    """Evaluate every (dataset, model) pair of ``spec``; returns the results (fresh or cached) on every rank.
+
+    ``built``: retrievers already made for some ``--models`` entries (a model held in memory, from the Python API).
+    """
     if not spec.model.models:
         raise ValueError("--models is empty")
     d = distributed.init()
     try:
-        return [r for s in tasks.expand(spec) for r in run_jobs(jobs_for(s), s, d)]
+        return [r for s in tasks.expand(spec) for r in run_jobs(jobs_for(s), s, d, built)]
     finally:
         distributed.shutdown(d)
 
 
-def run_jobs(jobs: list[Job], spec: RunSpec, d: Dist = Dist()) -> list[Result]:
+def run_jobs(jobs: list[Job], spec: RunSpec, d: Dist = Dist(), built: dict[str, Retriever] | None = None) -> list[Result]:
     out_dir = Path(spec.output.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     contexts = Contexts(spec, tasks.cache_root(spec), d)
     common = {"git_commit": git_commit(), "libraries": library_versions(), "machine": machine(), "world_size": d.world}
-    built: dict[str, Retriever] = {}  # shared with fusion entries: a model named twice (minilm, bm25+minilm) loads once
+    built = dict(built or {})  # shared with fusion entries: a model named twice (minilm, bm25+minilm) loads once
     retrievers = {name: models.build(name, spec, built) for name in spec.model.models}  # every entry first: a bad one fails before anything runs
     results = []
     for job in jobs:

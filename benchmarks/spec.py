@@ -127,12 +127,14 @@ def make_spec(**fields) -> RunSpec:
     return RunSpec().replace(**fields)
 
 
-def add_spec_flags(parser: argparse.ArgumentParser) -> None:
-    """One argparse group per section; every field a flag (see :func:`retrieval.flags.add_flags`)."""
-    groups = {name: parser.add_argument_group(title) for name, title in GROUP_TITLES.items()}
-    for name, cls in SECTIONS.items():
-        add_flags(parser, cls, group_of=lambda f, name=name: groups[f.metadata.get("group", name)])
+def add_spec_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...] = tuple(SECTIONS)) -> None:
+    """One argparse group per section of ``sections``; every field a flag (see :func:`retrieval.flags.add_flags`)."""
+    used = {f.metadata.get("group", name) for name in sections for f in dataclasses.fields(SECTIONS[name])}
+    groups = {name: parser.add_argument_group(title) for name, title in GROUP_TITLES.items() if name in used}  # in GROUP_TITLES' order
+    for name in sections:
+        add_flags(parser, SECTIONS[name], group_of=lambda f, name=name: groups[f.metadata.get("group", name)])
 
 
 def spec_from_args(ns: argparse.Namespace) -> RunSpec:
-    return RunSpec(**{name: from_args(ns, cls) for name, cls in SECTIONS.items()})
+    """The spec of parsed flags; a section none of whose flags the parser had takes its defaults."""
+    return RunSpec(**{name: from_args(ns, cls) if all(hasattr(ns, f.name) for f in dataclasses.fields(cls)) else cls() for name, cls in SECTIONS.items()})

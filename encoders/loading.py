@@ -7,6 +7,7 @@ encoder folder gets a Transformer + Pooling stack with the requested pooling.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -76,6 +77,62 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
         while block := f.read(1 << 22):
             h.update(block)
     return h.digest()
+
+
+def model_config(model) -> dict:
+    """What, besides its weights, makes a model held in memory embed as it does: its class and module stack, each module's
+    configuration (the transformer's config, pooling, dense, normalize), its tokenizer (the whole fast-tokenizer JSON),
+    its max length and prompts, and a PyLate ColBERT's lengths, markers and skiplist."""
+    out: dict = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}
+    modules = list(model) if hasattr(model, "__iter__") and hasattr(model, "__getitem__") else []
+    out["modules"] = [f"{type(m).__module__}.{type(m).__qualname__}" for m in modules]
+    for i, m in enumerate(modules):
+        if hasattr(m, "get_config_dict"):
+            out[f"module{i}"] = m.get_config_dict()
+        cfg = getattr(getattr(m, "auto_model", None), "config", None)
+        if cfg is not None:
+            out[f"module{i}.config"] = cfg.to_dict()
+    tok = getattr(model, "tokenizer", None)
+    if tok is not None:
+        backend = getattr(tok, "backend_tokenizer", None)
+        if backend is not None:  # without truncation and padding: each call sets them on the backend, from its own arguments
+            out["tokenizer"] = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        else:
+            out["tokenizer"] = sorted(tok.get_vocab().items())
+    for attr in ("max_seq_length", "prompts", "default_prompt_name", "similarity_fn_name", "query_prefix", "document_prefix", "query_length",
+                 "document_length", "do_query_expansion", "attend_to_expansion_tokens"):
+        if hasattr(model, attr):
+            out[attr] = getattr(model, attr)
+    if hasattr(model, "skiplist_words"):
+        out["skiplist"] = sorted(model.skiplist_words)
+    return out
+
+
+def memory_hash(model) -> str:
+    """``mem-sha256:<16 hex>`` of a model held in memory: every parameter and buffer (name, dtype, shape, bytes) and
+    :func:`model_config`. Editing one weight in place changes it; the same weights in another process give the same hash.
+    """
+    import torch  # lazy: only a model held in memory needs hashing, and torch is imported by whoever built it
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes())
+    h.update(json.dumps(model_config(model), sort_keys=True, default=str).encode())
+    return "mem-sha256:" + h.hexdigest()[:16]
+
+
+def memory_source(model, name: str | None = None) -> ModelSource:
+    """A :class:`ModelSource` for a model held in memory: keyed by :func:`memory_hash`, never by an object id or a path."""
+    rev = memory_hash(model)
+    return ModelSource(spec=rev, name=name or f"{type(model).__name__} (in memory)", path=Path("memory") / rev.split(":")[1], revision=rev)
+
+
+def model_dtype(model) -> str:
+    """``fp32`` / ``bf16`` / ``fp16``: the precision a model held in memory computes in (its first parameter's)."""
+    dt = str(next(model.parameters()).dtype)
+    return {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(dt, dt)
 
 
 MATHS_LIBRARIES = ("torch", "transformers", "tokenizers", "sentence-transformers", "pylate", "faiss-cpu")  # tokenizers: its version can change the ids; faiss: index and search

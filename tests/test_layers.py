@@ -31,8 +31,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-LAYERS = {"retrieval": 1, "encoders": 2, "benchmarks": 3, "evaluate": 4, "train": 4}
-PACKAGES = ("retrieval", "encoders", "benchmarks")
+LAYERS = {"retrieval": 1, "encoders": 2, "benchmarks": 3, "modernretrieval": 4, "evaluate": 4, "train": 4}
+PACKAGES = ("retrieval", "encoders", "benchmarks", "modernretrieval")
 CLIS = ("evaluate.py", "train.py")
 SPEED = "benchmarks.speed"
 LAZY_REASON = re.compile(r"#\s*lazy:\s*\S")

@@ -14,11 +14,11 @@ import time
 from importlib.metadata import version
 
 from encoders.colbert import ColbertConfig, ColbertEncoder, is_pylate_folder, load_colbert
-from encoders.dtype import resolve_dtype
-from encoders.loading import maths_versions, resolve_model
+from encoders.dtype import DtypeChoice, resolve_dtype
+from encoders.loading import maths_versions, memory_source, model_dtype, resolve_model
 from encoders.retrievers.backbone import default_device, swap_backbone, variant_suffix
 from encoders.retrievers.config import EncodingConfig, IndexConfig, ModelConfig
-from encoders.retrievers.dense import resolved_dtype, texts_key
+from encoders.retrievers.dense import refuse_changes, resolved_dtype, texts_key
 from encoders.retrievers.protocol import Corpus, IndexContext, Queries, Run
 from retrieval import dense
 from retrieval.beir import LazyTexts
@@ -47,17 +47,28 @@ class ColbertRetriever:
     kind = "colbert"
     distributed = True
 
-    def __init__(self, spec: str, model: ModelConfig, encoding: EncodingConfig, index: IndexConfig):
+    def __init__(self, spec: str, model: ModelConfig, encoding: EncodingConfig, index: IndexConfig, *, loaded=None, display: str | None = None):
+        """``loaded``: a PyLate ColBERT held in memory, keyed by the hash of its weights and configuration and used as it is
+        (its lengths, markers, precision and device), never changed."""
         self.backend, self.options = backend_for(index.index)  # fail fast, before loading
-        self.src = resolve_model(spec, trust_remote_code=model.trust_remote_code)
-        device = default_device(encoding.device)
-        self.dtype = resolve_dtype(encoding.dtype, device)  # auto -> fp32 or bf16 for this device, with the reason
+        if loaded is None:
+            self.src = resolve_model(spec, trust_remote_code=model.trust_remote_code)
+            device = default_device(encoding.device)
+            self.dtype = resolve_dtype(encoding.dtype, device)  # auto -> fp32 or bf16 for this device, with the reason
+        else:
+            refuse_changes(model, encoding, loaded)
+            own = (loaded.query_length, loaded.document_length)
+            if (encoding.query_length, encoding.doc_length) not in (DEFAULT_LENGTHS, own):
+                raise ValueError(f"--query-length/--doc-length {encoding.query_length}/{encoding.doc_length}: a ColBERT passed in memory keeps its own lengths "
+                                 f"{own[0]}/{own[1]}; set model.query_length and model.document_length on it")
+            self.src, device = memory_source(loaded, display), str(loaded.device)
+            self.dtype = DtypeChoice(model_dtype(loaded), model_dtype(loaded), "the model's own (held in memory)")
         ccfg = ColbertConfig(query_length=encoding.query_length, doc_length=encoding.doc_length, batch_size=encoding.batch_size, dtype=self.dtype.dtype, device=device,
                              query_prefix=model.query_prefix or None, doc_prefix=model.doc_prefix or None)
-        pl = load_colbert(self.src.path, ccfg, trust_remote_code=model.trust_remote_code)
+        pl = load_colbert(self.src.path, ccfg, trust_remote_code=model.trust_remote_code) if loaded is None else loaded
         self.encoder = ColbertEncoder(pl, ccfg)
-        self.backbone = swap_backbone(pl, model)  # ModernBERT checkpoints run on our unpadded backbone (same weights)
-        self.pylate_folder = is_pylate_folder(self.src.path)
+        self.backbone = swap_backbone(pl, model) if loaded is None else "as held in memory"  # ModernBERT checkpoints run on our unpadded backbone (same weights)
+        self.pylate_folder = is_pylate_folder(self.src.path) if loaded is None else True
         self.skiplist = sorted(pl.skiplist_words)
         self.expansion = (bool(pl.do_query_expansion), bool(pl.attend_to_expansion_tokens))
         enc = self.encoder

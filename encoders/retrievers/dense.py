@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from encoders.dpr import DenseEncoder, DenseEncoderConfig
-from encoders.dtype import resolve_dtype
-from encoders.loading import load_sentence_transformer, maths_versions, resolve_model
+from encoders.dtype import DtypeChoice, resolve_dtype
+from encoders.loading import load_sentence_transformer, maths_versions, memory_source, model_dtype, resolve_model
 from encoders.retrievers.backbone import default_device, swap_backbone, variant_suffix
 from encoders.retrievers.config import EncodingConfig, IndexConfig, ModelConfig
 from encoders.retrievers.protocol import Corpus, IndexContext, Queries, Run
@@ -41,6 +41,15 @@ def resolved_dtype(choice) -> dict:
     return {"dtype_resolved": choice.dtype} if choice.requested == "auto" else {}
 
 
+def refuse_changes(model: ModelConfig, encoding: EncodingConfig, loaded) -> None:
+    """A model held in memory is the caller's object: settings that would change it (pooling, max length, precision) are errors."""
+    asked = [f"--{n}" for n, v in (("pooling", model.pooling), ("max-length", encoding.max_length)) if v is not None]
+    if encoding.dtype not in ("fp32", model_dtype(loaded)):
+        asked.append(f"--dtype {encoding.dtype}")
+    if asked:
+        raise ValueError(f"{', '.join(asked)} would change the model passed in memory ({model_dtype(loaded)}): set it on the model itself (model.to(...), model.max_seq_length = ...)")
+
+
 def texts_key(ids: list[str], texts: list[str]) -> str:
     """A content hash of an ordered (id, text) list: keys the query-embedding cache."""
     h = hashlib.sha256()
@@ -53,14 +62,21 @@ class DenseRetriever:
     kind = "dpr"
     distributed = True
 
-    def __init__(self, spec: str, model: ModelConfig, encoding: EncodingConfig, index: IndexConfig):
-        self.src = resolve_model(spec, trust_remote_code=model.trust_remote_code)
-        device = default_device(encoding.device)
-        self.dtype = resolve_dtype(encoding.dtype, device)  # auto -> fp32 or bf16 for this device, with the reason
-        st = load_sentence_transformer(self.src, pooling=model.pooling, max_length=encoding.max_length, device=device, trust_remote_code=model.trust_remote_code)
+    def __init__(self, spec: str, model: ModelConfig, encoding: EncodingConfig, index: IndexConfig, *, loaded=None, display: str | None = None):
+        """``loaded``: a SentenceTransformer held in memory (the Python API, a Trainer's evaluator), keyed by the hash of its
+        weights and configuration; it is used as it is (its precision, device, max length and backbone), never changed."""
+        if loaded is None:
+            self.src = resolve_model(spec, trust_remote_code=model.trust_remote_code)
+            device = default_device(encoding.device)
+            self.dtype = resolve_dtype(encoding.dtype, device)  # auto -> fp32 or bf16 for this device, with the reason
+            st = load_sentence_transformer(self.src, pooling=model.pooling, max_length=encoding.max_length, device=device, trust_remote_code=model.trust_remote_code)
+        else:
+            refuse_changes(model, encoding, loaded)
+            self.src, st = memory_source(loaded, display), loaded
+            self.dtype = DtypeChoice(model_dtype(loaded), model_dtype(loaded), "the model's own (held in memory)")
         self.encoder = DenseEncoder(st, DenseEncoderConfig(similarity=model.similarity, query_prefix=model.query_prefix, doc_prefix=model.doc_prefix, batch_size=encoding.batch_size, dtype=self.dtype.dtype))
         log.info("%s: effective max length %d tokens", self.src.name, self.encoder.max_length)
-        self.backbone = swap_backbone(st, model)
+        self.backbone = swap_backbone(st, model) if loaded is None else "as held in memory"
         self.model_cfg, self.encoding, self.index_cfg = model, encoding, index
         self.name = self.src.name + variant_suffix(model, encoding, index)
         self.spec = spec

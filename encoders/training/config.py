@@ -61,6 +61,7 @@ class TrainConfig:
     resume: bool = _f(False, "continue from the last complete checkpoint in OUTPUT/checkpoints (refused when a setting that changes the weights differs)")
     padded: bool = _f(False, "keep transformers' padded ModernBERT (default: a ModernBERT backbone trains unpadded via encoders/modernbert_st.py)")
     eval_data: str | None = _f(None, "after training, evaluate on these BEIR datasets (comma list, split test) with evaluate.py's runner")
+    eval_every: int = _f(0, "during training, every N steps: nDCG@10 and recall@100 on a slice of the first --eval-data dataset (50 queries, their judged documents and 500 others), through the evaluation pipeline, logged (0: off)")
     cache_dir: str | None = _f(None, "mined-negative cache (default: $RETRIEVAL_CACHE or ~/.cache/modernretrieval)")
     device: str | None = _f(None, "torch device (default: cuda if available, else cpu)")
     dtype: Literal["fp32", "bf16", "auto"] = _f("fp32", "training precision: fp32, bf16 (autocast mixed precision, fp32 master weights) or auto (bf16 where the device runs it natively: a bf16 GPU, or a CPU whose measured bf16 GEMM beats fp32 by 1.3x)")
@@ -69,7 +70,7 @@ class TrainConfig:
 # Fields --resume may change: they move files, set logging, checkpoint cadence or the evaluation after
 # training, not the trained weights. ``device``: a killed run may resume on other hardware (rounding only).
 # ``dtype``: what it resolves to is compared instead (run_identity's "dtype"), so auto -> fp32 resumes an fp32 run.
-RESUME_FREE = frozenset({"output", "resume", "data_dir", "cache_dir", "logging_steps", "save_steps", "save_total_limit", "eval_data", "device", "dtype"})
+RESUME_FREE = frozenset({"output", "resume", "data_dir", "cache_dir", "logging_steps", "save_steps", "save_total_limit", "eval_data", "eval_every", "device", "dtype"})
 
 LOSSES = {"dpr": ("mnrl", "cmnrl"), "colbert": ("contrastive", "cached-contrastive", "distillation", "cached-distillation")}
 CACHED_LOSSES = frozenset({"cmnrl", "cached-contrastive", "cached-distillation"})  # GradCache variants: the only losses a mini-batch applies to

@@ -201,8 +201,12 @@ def save_final(save: Callable[[str], None], output: Path) -> None:
 # ---------------------------------------------------------------- trainer
 
 
-def make_trainer(model, loss_module, train_set, cfg: TrainConfig, *, collator=None, identity: dict | None = None, bf16: bool = False):
-    """A SentenceTransformerTrainer with our optimiser, WSD schedule, batch sampler and atomic checkpoints marked with ``identity``; ``bf16``: autocast mixed precision."""
+def make_trainer(model, loss_module, train_set, cfg: TrainConfig, *, collator=None, identity: dict | None = None, bf16: bool = False, evaluator=None):
+    """A SentenceTransformerTrainer with our optimiser, WSD schedule, batch sampler and atomic checkpoints marked with ``identity``; ``bf16``: autocast mixed precision.
+
+    ``evaluator`` (a sentence-transformers evaluator, e.g. ``modernretrieval.evaluator.RetrievalEvaluator``) runs every
+    ``cfg.eval_every`` steps; it reads the weights and changes none of them.
+    """
     from sentence_transformers import SentenceTransformerTrainer  # lazy: sentence-transformers is slow to import; only training needs it
 
     class RetrievalTrainer(AtomicCheckpoints, SentenceTransformerTrainer):
@@ -226,13 +230,14 @@ def make_trainer(model, loss_module, train_set, cfg: TrainConfig, *, collator=No
                                                       exclude=valid_label_columns or ())
             return super().get_batch_sampler(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
 
-    args = _training_args(cfg, distillation="scores" in train_set.column_names, bf16=bf16)
-    trainer = RetrievalTrainer(model=model, args=args, train_dataset=train_set, loss=loss_module, data_collator=collator)
+    args = _training_args(cfg, distillation="scores" in train_set.column_names, bf16=bf16, evaluate=evaluator is not None and cfg.eval_every > 0)
+    trainer = RetrievalTrainer(model=model, args=args, train_dataset=train_set, loss=loss_module, data_collator=collator,
+                               evaluator=evaluator if cfg.eval_every > 0 else None)
     trainer.checkpoint_identity = identity
     return trainer
 
 
-def _training_args(cfg: TrainConfig, *, distillation: bool, bf16: bool = False):
+def _training_args(cfg: TrainConfig, *, distillation: bool, bf16: bool = False, evaluate: bool = False):
     """The trainer's arguments: steps, batch, seeds, checkpointing and logging from ``cfg``.
 
     ``bf16``: mixed precision through accelerate's autocast (``torch.autocast(cpu|cuda, bfloat16)``);
@@ -261,16 +266,18 @@ def _training_args(cfg: TrainConfig, *, distillation: bool, bf16: bool = False):
         bf16=bf16,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        **({"eval_strategy": "steps", "eval_steps": cfg.eval_every} if evaluate else {}),
     )
 
 
 # ---------------------------------------------------------------- the whole run
 
 
-def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
+def train(cfg: TrainConfig, mining: MiningConfig, evaluator=None) -> dict:
     """Train, save the final model to ``cfg.output``, write ``train_result.json``; return that record.
 
-    On a non-zero torchrun rank the record is short (steps, rank, time, loss): rank 0 saves.
+    On a non-zero torchrun rank the record is short (steps, rank, time, loss): rank 0 saves. ``evaluator``: run every
+    ``cfg.eval_every`` steps (the CLI builds one from ``--eval-data``); its logged metrics go into the record (``eval_log``).
     """
     t0, c0 = time.time(), time.process_time()
     loss_name = resolve_loss(cfg)
@@ -300,7 +307,7 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
     guide = load_dense(cfg.guide, cfg, cfg.max_length, flag="--guide")[0] if cfg.guide and cfg.encoder == "dpr" and loss_name not in DISTILLATION_LOSSES else None
     collator = _collator(model, cfg, train_set.dataset)
     loss_module = make_loss(model, loss_name, cfg, mini_batch_size=plan.mini_batch_size, guide=guide)
-    trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator, identity=identity, bf16=precision.dtype == "bf16")
+    trainer = make_trainer(model, loss_module, train_set.dataset, cfg, collator=collator, identity=identity, bf16=precision.dtype == "bf16", evaluator=evaluator)
     t1, c1 = time.time(), time.process_time()
     out = _train(trainer, resume_from)
     train_wall, train_cpu = time.time() - t1, time.process_time() - c1
@@ -336,6 +343,7 @@ def train(cfg: TrainConfig, mining: MiningConfig) -> dict:
         "peak_rss_gb": peak["peak_rss_gb"],
         "train_loss": out.training_loss if out is not None else None,  # None: resumed at the last step, nothing trained here
         "loss_log": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "eval_log": [{k: v for k, v in h.items() if k.startswith("eval_") or k in ("step", "epoch")} for h in trainer.state.log_history if any(k.startswith("eval_") for k in h)],
         "time": {"data_wall_s": round(t_data, 1), "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1), "total_wall_s": round(time.time() - t0, 1), "total_cpu_s": round(time.process_time() - c0, 1)},
         "git_commit": git_commit(),
         "libraries": library_versions(),
