@@ -59,7 +59,8 @@ class RetrievalEvaluator(SentenceEvaluator):
         self.cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="retrieval-evaluator-"))
         self.output = Path(output) if output else self.cache_dir / "results"
         self.folder = dataset_slice(dataset, data_dir=data_dir, split=split, queries=queries, distractors=distractors, cache_dir=self.cache_dir)
-        self.name = name or f"{Path(dataset).name}-slice"
+        base = Path(dataset).name
+        self.name = name or (base if "slice" in base else f"{base}-slice")
         self.primary_metric = "ndcg@10"
         self.greater_is_better = True
         self.history: list[dict] = []
