@@ -25,7 +25,7 @@ from encoders.retrievers.fusion import Component, FusionRetriever
 from encoders.retrievers.protocol import Retriever
 from retrieval import dense as dense_index
 from retrieval import fusion as fusion_methods
-from retrieval import multivector
+from retrieval import multivector, token_codec
 from retrieval.fusion import parse_fusion
 
 Factory = Callable[[str, RunSpec], Retriever]
@@ -37,7 +37,7 @@ Factory = Callable[[str, RunSpec], Retriever]
 PATHS: dict[str, dict[str, tuple]] = {
     "bm25": {"bm25_pad": (False, True)},
     "dpr": {"index": dense_index.ALIASES, "doc_handling": get_args(DocHandling)},
-    "colbert": {"index": tuple(multivector.BACKENDS)},
+    "colbert": {"index": tuple(multivector.BACKENDS), "token_store": tuple(token_codec.FORMS)},
     "fusion": {"fusion": tuple(fusion_methods.METHODS)},
 }
 

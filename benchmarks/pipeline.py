@@ -91,6 +91,7 @@ def run(spec: RunSpec, built: dict[str, Retriever] | None = None) -> list[Result
         raise ValueError("--models is empty")
     d = distributed.init()
     try:
+        distributed.check_shared_folder(d, tasks.cache_root(spec))  # several nodes: ranks exchange shards through it
         return [r for s in tasks.expand(spec) for r in run_jobs(jobs_for(s), s, d, built)]
     finally:
         distributed.shutdown(d)

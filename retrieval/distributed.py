@@ -7,19 +7,29 @@ So the waits here are not collectives: :meth:`Dist.barrier` and :meth:`Dist.shar
 process group's key-value store, polled every ``POLL_S`` seconds, and a rank waits as long as it
 takes. ``$RETRIEVAL_DIST_TIMEOUT_S`` (default 7200) sets the process group's own timeout, for the
 collectives of libraries (DDP training).
+
+Ranks exchange encoded shards through the cache folder, so on several nodes that folder must be
+one shared filesystem: :func:`check_shared_folder` verifies it at the start of a run, and every
+rank fails together, with one message, when some rank cannot see rank 0's files.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import pickle
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from retrieval.io import atomic_write_text
 
 TIMEOUT_ENV = "RETRIEVAL_DIST_TIMEOUT_S"
 POLL_S = 0.2
@@ -61,6 +71,56 @@ class Dist:
             return obj
         self._wait(store, [key])
         return pickle.loads(store.get(key))
+
+
+class SharedFolderError(RuntimeError):
+    """Some rank cannot read what rank 0 writes into the cache folder: the ranks do not share it."""
+
+
+SHARED_NEED = ("Ranks exchange encoded shards through the cache folder: on several nodes, --cache-dir must be one folder "
+               "on a filesystem every node mounts (NFS, Lustre, ...).")
+
+
+def check_shared_folder(d: Dist, folder: Path) -> None:
+    """Raise :class:`SharedFolderError` on every rank unless every rank reads rank 0's fresh marker file in ``folder``.
+
+    Rank 0 writes a random nonce to ``folder/.shared-folder-check-<nonce>`` (atomically) and shares the
+    file name; each rank reads that name in ``folder`` as it sees it and posts ``""`` or its error to the
+    store; every rank waits for all posts, so all ranks pass or all raise (none hangs). Rank 0 removes
+    the marker once all have read it. A single process does nothing.
+    """
+    if d.world <= 1:
+        return
+    folder = Path(folder).expanduser().absolute()
+    nonce = secrets.token_hex(16)
+    name, error = f".shared-folder-check-{nonce}", ""
+    if d.is_main:
+        try:
+            atomic_write_text(folder / name, nonce)
+        except OSError as e:
+            error = f"could not write {folder / name} ({type(e).__name__}: {e.strerror or e})"
+    name, nonce = d.share((name, nonce))
+    if not error:
+        try:
+            seen = (folder / name).read_text()
+            error = "" if seen == nonce else f"read {seen!r} from {folder / name}, not rank 0's nonce {nonce!r}"
+        except OSError as e:
+            error = f"could not read rank 0's marker file {folder / name} ({type(e).__name__}: {e.strerror or e})"
+    store, key = dist.distributed_c10d._get_default_store(), d._key("shared-folder")
+    store.set(f"{key}/{d.rank}", json.dumps({"host": socket.gethostname(), "folder": str(folder), "error": error}))
+    keys = [f"{key}/{r}" for r in range(d.world)]
+    d._wait(store, keys)
+    reports = [json.loads(store.get(k)) for k in keys]  # every rank posted after its read: the marker can go
+    if d.is_main:
+        (folder / name).unlink(missing_ok=True)
+    who = [f"rank {r} (host {x['host']})" for r, x in enumerate(reports)]
+    failed = [r for r, x in enumerate(reports) if x["error"]]
+    if failed:
+        raise SharedFolderError(
+            f"the cache folder is not shared by all {d.world} ranks: "
+            + "; ".join(f"{who[r]} {reports[r]['error']}" for r in failed)
+            + ". The cache folder as each rank sees it: " + ", ".join(f"{who[r]} {x['folder']}" for r, x in enumerate(reports))
+            + f". {SHARED_NEED}")
 
 
 def timeout() -> timedelta:

@@ -115,7 +115,7 @@ def sample_tokens(store: TokenStore, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(store.num_tokens, size=min(n, store.num_tokens), replace=False))
     out, first = [], 0
-    for s in range(len(store._tokens)):
+    for s in range(store.num_shards_open):
         t = store.shard_tokens(s)
         sel = pick[(pick >= first) & (pick < first + len(t))] - first
         out.append(np.asarray(t[sel], dtype=np.float32))

@@ -6,6 +6,11 @@
     faiss | ivfpq         ColBERTv1 end to end through a FAISS IVF-PQ token index, exact rerank
     plaid                 PyLate's PLAID (fast-plaid)
     <factory string>      faiss backend with that FAISS factory, e.g. "IVF1024,PQ16x8" or "HNSW32"
+
+``--token-store`` picks the form the document tokens are kept in (:mod:`retrieval.token_codec`):
+fp16 (exact), or a compressed code (residual-4bit, residual-8bit, residual-pq, a FAISS codec) that
+every backend decodes when it reads tokens, for candidates and re-ranking alike. The query tokens
+are always kept in float16.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from retrieval import dense
 from retrieval.beir import LazyTexts
 from retrieval.io import cache_key
 from retrieval.multivector import FaissTokenIndex, MultiVectorIndex, make_index, search_settings
+from retrieval.token_codec import FP16, check_form
 from retrieval.token_store import TokenStore
 
 FAISS_PREFIXES = ("IVF", "HNSW", "PQ", "OPQ", "Flat", "SQ", "LSH", "NSG", "PCA", "RR")
@@ -43,6 +49,11 @@ def backend_for(spec: str) -> tuple[str, dict]:
     raise ValueError(f"unknown --index {spec!r} for --encoder colbert; use exact (or flat), faiss (or ivfpq), plaid, or a FAISS factory string such as 'IVF1024,PQ32x8'")
 
 
+def store_folder(form: str) -> str:
+    """The token store's folder in a retriever's cache: ``corpus`` (float16) or ``corpus-<hash of the form>``."""
+    return "corpus" if form == FP16 else f"corpus-{cache_key(token_store=form)}"
+
+
 class ColbertRetriever:
     kind = "colbert"
     distributed = True
@@ -51,6 +62,8 @@ class ColbertRetriever:
         """``loaded``: a PyLate ColBERT held in memory, keyed by the hash of its weights and configuration and used as it is
         (its lengths, markers, precision and device), never changed."""
         self.backend, self.options = backend_for(index.index)  # fail fast, before loading
+        check_form(index.token_store)
+        self.token_store = index.token_store
         if loaded is None:
             self.src = resolve_model(spec, trust_remote_code=model.trust_remote_code)
             device = default_device(encoding.device)
@@ -96,25 +109,39 @@ class ColbertRetriever:
         self.ctx, self.doc_ids = ctx, list(corpus)
         d = ctx.dist
         t = time.perf_counter()
-        store = TokenStore(ctx.cache / "corpus", shard_size=self.encoding.token_shard_size)
-        store.build(self.doc_ids, LazyTexts(corpus, self.doc_ids), self.encoder.encode_documents, desc=f"encode {ctx.desc} corpus", rank=d.rank, world=d.world, barrier=d.barrier)
+        texts = contents = LazyTexts(corpus, self.doc_ids)
+        encode = self.encoder.encode_documents
+        if self.token_store != FP16:
+            # every form of one corpus lives in this folder (the form keys the result, not the folder): a compressed
+            # store is made from the float16 tokens when a complete fp16 store is here, with the same codes as from
+            # the encoder (the codec reads float16-rounded tokens either way), and is otherwise encoded directly
+            fp16 = TokenStore(ctx.cache / "corpus", shard_size=self.encoding.token_shard_size)
+            if fp16.complete and fp16.open().ids == self.doc_ids:
+                texts, encode = self.doc_ids, fp16.tokens_of
+        store = TokenStore(ctx.cache / store_folder(self.token_store), shard_size=self.encoding.token_shard_size, form=self.token_store)
+        store.build(self.doc_ids, texts, encode, desc=f"encode {ctx.desc} corpus", rank=d.rank, world=d.world, barrier=d.barrier, contents=contents)
         if not d.is_main:
             return
         self.timings.update(encode_corpus_s=time.perf_counter() - t, corpus_shards_encoded=store.encoded_shards)
         t = time.perf_counter()
         self.mv_index = self._open_index(store)
         self.timings["index_s"] = time.perf_counter() - t
-        self.info = {"index": self.index_spec, "colbert_backend": self.backend, "embedding_dim": store.dim, "corpus_tokens": store.num_tokens, "token_store_bytes": store.nbytes()}
+        self.info = {"index": self.index_spec, "colbert_backend": self.backend, "embedding_dim": store.dim, "corpus_tokens": store.num_tokens, "token_store_bytes": store.nbytes(),
+                     "token_store_bytes_per_token": store.bytes_per_token(), **({"token_codec": store.codec.factory, "token_max_error": store.max_error} if store.codec else {})}
+
+    def _form_key(self) -> dict:
+        """An index built over a compressed store's tokens is another index (fp16 keeps the keys it always had)."""
+        return {} if self.token_store == FP16 else {"token_store": self.token_store}
 
     def _open_index(self, store: TokenStore) -> MultiVectorIndex:
         """Make the backend with its cache location (keyed by the index options) and build or load it."""
         if self.backend == "faiss":
             index = FaissTokenIndex(**self.options)
-            key = cache_key(factory=index.factory, seed=index.seed, train_per_centroid=index.train_per_centroid, tokens=store.num_tokens)
+            key = cache_key(factory=index.factory, seed=index.seed, train_per_centroid=index.train_per_centroid, tokens=store.num_tokens, **self._form_key())
             index.cache_path = self.ctx.cache / f"index-faiss-{key}.faiss"
         elif self.backend == "plaid":
             index = make_index("plaid", **self.options)
-            key = cache_key(nbits=index.nbits, kmeans_niters=index.kmeans_niters, n_samples_kmeans=index.n_samples_kmeans, seed=index.seed, fast_plaid=version("fast-plaid"))
+            key = cache_key(nbits=index.nbits, kmeans_niters=index.kmeans_niters, n_samples_kmeans=index.n_samples_kmeans, seed=index.seed, fast_plaid=version("fast-plaid"), **self._form_key())
             index.folder = self.ctx.cache / f"index-plaid-{key}"
         else:
             index = make_index(self.backend, **self.options)

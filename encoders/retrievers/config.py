@@ -65,6 +65,7 @@ class EncodingConfig:
 class IndexConfig:
     index: str = _f("flat", "dpr: flat, hnsw, ivfpq or any FAISS factory string; colbert: exact (flat means exact), faiss (ivfpq), plaid or a FAISS factory string", kinds=NEURAL)
     top_k: int = _f(1000, "hits kept per query (recall@1000 needs 1000)", kinds=ALL)
+    token_store: str = _f("fp16", "colbert: the form document tokens are stored and re-ranked in: fp16 (exact, 2 x dim bytes a token), residual-4bit (centroid + 4 bits a dimension, as PLAID's nbits=4), residual-8bit, residual-pq (centroid + dim/4 bytes), or a FAISS codec factory string such as 'IVF{nlist},SQ4'", kinds=("colbert",))
     stream: bool = _f(False, "dpr, large corpora: read documents from disk per shard and build the index shard by shard (memory = index + one shard)", kinds=("dpr",))
     bm25_pad: bool = _f(False, "bm25: fill each run to --top-k with documents that share no term with the query (score 0, bm25s' order), as MTEB's bm25s baseline does, to compare with its published figures; off: matching documents only, as Lucene and Pyserini", kinds=("bm25",))
 

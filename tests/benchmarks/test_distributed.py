@@ -1,10 +1,13 @@
-"""torchrun: sharded encoding gives the single-process scores; shards resume; DDP training step with gathered negatives."""
+"""torchrun: sharded encoding gives the single-process scores; shards resume; DDP training step with gathered negatives;
+several nodes need one shared cache folder, checked at start."""
 
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
+import uuid
 
 import pytest
 import torch
@@ -59,6 +62,101 @@ def test_torchrun_two_ranks_equal_single_process_and_resume(tmp_path, scifact_sl
     (c,) = load_results(tmp_path / "ddp")
     assert c.timings["corpus_shards_encoded"] == 1
     assert c.metrics == b.metrics
+
+
+def torchrun_nodes(node_args, timeout=600):
+    """One torchrun agent per entry of ``node_args`` (each: that node's evaluate.py arguments), all on this machine,
+    started together and joined through c10d rendezvous, one process each -> ([(returncode, stdout, stderr)], seconds)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    rdzv = [f"--nnodes={len(node_args)}", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", f"--rdzv-id={uuid.uuid4().hex}"]
+    start = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *rdzv, str(ROOT / "evaluate.py"), *args], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in node_args]
+    try:
+        outs = [p.communicate(timeout=max(1.0, timeout - (time.monotonic() - start))) for p in procs]
+    finally:
+        for p in procs:  # a hung agent (a failed assertion above) must not outlive the test
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [(p.returncode, o, e) for p, (o, e) in zip(procs, outs)], time.monotonic() - start
+
+
+@pytest.mark.slow
+def test_torchrun_two_nodes_share_the_cache_folder_or_fail_together(tmp_path, scifact_slice, tiny_bert):
+    """Two torchrun agents as two nodes (c10d rendezvous): one shared --cache-dir gives the one-process scores;
+    a --cache-dir per node (no shared filesystem) fails on both nodes at start, promptly, with the reason."""
+    common = ["--datasets", str(scifact_slice), "--models", f"{tiny_bert}", "--shard-size", "32", "-q"]
+    p = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *common, "--output", str(tmp_path / "single"), "--cache-dir", str(tmp_path / "c1")], check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    node = [*common, "--output", str(tmp_path / "nodes"), "--cache-dir", str(tmp_path / "c2")]  # rank 0, on whichever node, writes the results
+    ran, _ = torchrun_nodes([node, node])
+    for rc, _, err in ran:
+        assert rc == 0, err[-3000:]
+    (a,), (b,) = load_results(tmp_path / "single"), load_results(tmp_path / "nodes")
+    assert b.provenance["world_size"] == 2 and a.provenance["world_size"] == 1
+    for m in a.metrics:
+        assert abs(a.metrics[m] - b.metrics[m]) <= 1e-6, m
+    print(f"nDCG@10: one process {a.metrics['ndcg@10']:.6f}, two nodes {b.metrics['ndcg@10']:.6f}")
+    assert not list((tmp_path / "c2").glob(".shared-folder-check-*"))  # rank 0 removed its marker
+    # Two nodes without a shared filesystem: each sees its own cache folder.
+    ran, took = torchrun_nodes([[*common, "--output", str(tmp_path / f"out{i}"), "--cache-dir", str(tmp_path / f"node{i}")] for i in (0, 1)], timeout=120)
+    for rc, _, err in ran:
+        assert rc != 0, err[-3000:]
+        assert "the cache folder is not shared by all 2 ranks" in err and "could not read rank 0's marker file" in err, err[-3000:]
+        assert "on several nodes, --cache-dir must be one folder on a filesystem every node mounts" in err, err[-3000:]
+        assert str(tmp_path / "node0") in err and str(tmp_path / "node1") in err, err[-3000:]
+    print(f"two nodes, no shared cache folder: both failed in {took:.1f} s:\n" + next(line for line in ran[0][2].splitlines() if "SharedFolderError:" in line))
+    assert took < 60
+    for i in (0, 1):
+        assert not (tmp_path / f"node{i}" / "retrievers").exists()  # failed before any encoding
+        assert not list((tmp_path / f"node{i}").glob(".shared-folder-check-*"))
+
+
+CHECK_SCRIPT = """
+import sys
+import torch.distributed as dist
+from retrieval.distributed import Dist, SharedFolderError, check_shared_folder
+
+rank = int(sys.argv[1])
+dist.init_process_group("gloo", rank=rank, world_size=2)
+for folder in sys.argv[2:]:  # one check per folder, in order: a line each, "ok" or the error
+    try:
+        check_shared_folder(Dist(rank, 2), folder)
+        print("ok", flush=True)
+    except SharedFolderError as e:
+        print(f"error: {e}", flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_shared_folder_check_passes_on_one_folder_and_fails_on_every_rank_otherwise(tmp_path):
+    """Two gloo processes: one cache folder for both passes; a folder each raises on both ranks, naming ranks, hosts and folders."""
+    shared, mine, theirs = tmp_path / "shared", tmp_path / "rank0", tmp_path / "rank1"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "PYTHONPATH": str(ROOT)}
+    folders = {0: (shared, mine), 1: (shared, theirs)}
+    procs = [subprocess.Popen([sys.executable, "-c", CHECK_SCRIPT, str(r), *map(str, folders[r])], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=60) for p in procs]  # neither rank may hang
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+    reports = [o.splitlines() for o, _ in outs]
+    assert [r[0] for r in reports] == ["ok", "ok"]
+    host = socket.gethostname()
+    for r in reports:
+        err = r[1]
+        assert err.startswith(f"error: the cache folder is not shared by all 2 ranks: rank 1 (host {host}) could not read rank 0's marker file {theirs}/.shared-folder-check-"), err
+        assert "(FileNotFoundError: No such file or directory)" in err
+        assert f"rank 0 (host {host})" not in err.split(". The cache folder")[0]  # rank 0 read its own file: only rank 1 failed
+        assert f"The cache folder as each rank sees it: rank 0 (host {host}) {mine}, rank 1 (host {host}) {theirs}." in err
+        assert err.endswith("Ranks exchange encoded shards through the cache folder: on several nodes, --cache-dir must be one folder on a filesystem every node mounts (NFS, Lustre, ...).")
+    assert reports[0][1] == reports[1][1]  # one message on every rank
+    assert not list(shared.iterdir()) and not list(mine.iterdir())  # rank 0 removed its markers
+    assert not theirs.exists()
 
 
 def _ddp_step(rank, world, port, queries, docs, model_dir, out):
