@@ -28,7 +28,6 @@ Backends (``BACKENDS`` maps the names):
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import time
@@ -43,6 +42,7 @@ import torch
 from retrieval import dense
 from retrieval.maxsim import NEG_INF, maxsim_flat, maxsim_search, pad_queries
 from retrieval.io import atomic_write, atomic_write_json
+from retrieval.token_codec import nlist_for
 from retrieval.token_store import TokenStore
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,7 @@ class ExactIndex:
 # --- faiss (ColBERTv1 end to end) --------------------------------------------------------
 def default_token_factory(n_tokens: int, dim: int) -> str:
     """IVF-PQ for ``n_tokens`` token vectors: nlist = power of two nearest sqrt(n) (>= 1, <= n/39), PQ with 8 dims per sub-quantizer (ColBERTv1: 16 one-byte codes for dim 128)."""
-    nlist = 2 ** round(math.log2(max(1.0, math.sqrt(n_tokens))))
-    nlist = max(1, min(nlist, n_tokens // 39))  # FAISS wants >= 39 training points per centroid
+    nlist = nlist_for(n_tokens)  # the compressed stores' rule too
     m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m > 0 and dim % m == 0)  # 128 -> 16 bytes, as in ColBERTv1
     return f"IVF{nlist},PQ{m}x8"
 
