@@ -127,7 +127,7 @@ class ColbertRetriever:
         self.mv_index = self._open_index(store)
         self.timings["index_s"] = time.perf_counter() - t
         self.info = {"index": self.index_spec, "colbert_backend": self.backend, "embedding_dim": store.dim, "corpus_tokens": store.num_tokens, "token_store_bytes": store.nbytes(),
-                     "token_store_bytes_per_token": store.bytes_per_token(), **({"token_codec": store.codec.factory, "token_max_error": store.max_error} if store.codec else {})}
+                     "token_store": self.token_store, "token_store_bytes_per_token": store.bytes_per_token(), **({"token_codec": store.codec.factory, "token_max_error": store.max_error} if store.codec else {})}
 
     def _form_key(self) -> dict:
         """An index built over a compressed store's tokens is another index (fp16 keeps the keys it always had)."""
