@@ -133,12 +133,12 @@ def reserve_lists(index: faiss.Index, store: TokenStore, chunk_tokens: int) -> b
     chunk. The index is the same either way. Returns False (nothing done) for a non-IVF index.
     """
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is None or ivf.ntotal or not isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.ArrayInvertedLists):
+    lists = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
+    if ivf is None or ivf.ntotal or not isinstance(lists, faiss.ArrayInvertedLists):
         return False
     counts = np.zeros(ivf.nlist, dtype=np.int64)
     for _, tokens, _ in store.chunks(chunk_tokens):
         counts += np.bincount(ivf.quantizer.assign(np.asarray(tokens, dtype=np.float32), 1).ravel(), minlength=ivf.nlist)
-    lists = faiss.downcast_InvertedLists(ivf.invlists)
     for l in np.nonzero(counts)[0].tolist():
         lists.resize(l, int(counts[l]))  # allocates the list's final size ...
         lists.resize(l, 0)  # ... and keeps it as capacity for the appends
@@ -202,9 +202,15 @@ class FaissTokenIndex:
         """The index's size as written (its cache file; else counted by a writer that keeps nothing)."""
         if self.cache_path is not None and Path(self.cache_path).is_file():
             return Path(self.cache_path).stat().st_size
-        n = [0]
-        faiss.write_index(self.index, faiss.PyCallbackIOWriter(lambda b: n.__setitem__(0, n[0] + len(b)) or len(b)))
-        return n[0]
+        n = 0
+
+        def count(b: bytes) -> int:
+            nonlocal n
+            n += len(b)
+            return len(b)
+
+        faiss.write_index(self.index, faiss.PyCallbackIOWriter(count))
+        return n
 
     def search(self, queries: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         D, I = _empty(len(queries), k)

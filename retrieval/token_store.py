@@ -101,11 +101,11 @@ class TokenStore:
                     self._train_codec(texts, encode, texts if contents is None else contents)
                 if world > 1:
                     barrier()
-                self._load_codec()
+                self._load_codec(self.form)
 
             def write(i: int, embs) -> None:
                 lengths = np.array([len(e) for e in embs], dtype=np.int32)
-                tokens = np.concatenate([np.asarray(e, dtype=np.float16) for e in embs], axis=0) if embs else np.zeros((0, 0), np.float16)  # (T_s, dim)
+                tokens = np.concatenate([np.asarray(e, dtype=np.float16) for e in embs], axis=0)  # (T_s, dim)
                 atomic_save_npy(self._path("lengths", i), lengths)
                 if self.codec is None:
                     atomic_save_npy(self._path("tokens", i), tokens)  # last: marks the shard done
@@ -141,27 +141,27 @@ class TokenStore:
             est = n_tok * len(order) / (lo + len(rows))
             if n_tok >= train_size(int(est)):
                 break
-        sample = np.concatenate(parts).astype(np.float32)
+        sample = np.concatenate(parts).astype(np.float32)[: train_size(int(est))]
         factory = factory_for(self.form, int(est), sample.shape[1])
-        codec = Codec.train(factory, sample[: train_size(int(est))], seed=self.seed)
+        codec = Codec.train(factory, sample, seed=self.seed)
         buf = codec.to_bytes()
         atomic_write(self.folder / "codec.faiss", lambda f: f.write(buf))
-        atomic_write_json(self.folder / "codec.json", {"form": self.form, "factory": factory, "trained_on_tokens": int(min(len(sample), train_size(int(est)))),
+        atomic_write_json(self.folder / "codec.json", {"form": self.form, "factory": factory, "trained_on_tokens": len(sample),
                                                        "estimated_corpus_tokens": int(est), "seed": self.seed, "code_size": codec.code_size})
 
-    def _load_codec(self) -> None:
+    def _load_codec(self, form: str | None = None) -> None:
+        """Load the trained codec and take its form; ``form``: the one the caller asked for (another is refused)."""
         meta = json.loads((self.folder / "codec.json").read_text())
-        if meta["form"] != self.form:
-            raise RuntimeError(f"{self.folder / 'codec.json'}: a codec for form {meta['form']!r}, not {self.form!r}; delete {self.folder} or use --no-cache")
-        self.codec = Codec.from_bytes(meta["factory"], (self.folder / "codec.faiss").read_bytes())
+        if form is not None and meta["form"] != form:
+            raise RuntimeError(f"{self.folder / 'codec.json'}: a codec for form {meta['form']!r}, not {form!r}; delete {self.folder} or use --no-cache")
+        self.form, self.codec = meta["form"], Codec.from_bytes(meta["factory"], (self.folder / "codec.faiss").read_bytes())
 
     # --- reading ---------------------------------------------------------------------------
     def open(self) -> "TokenStore":
         """Read the shards' headers and lengths and compute global offsets (no token is read)."""
         self.close()
         self.ids: list[str] = json.loads((self.folder / "ids.json").read_text())
-        if (self.folder / "codec.json").is_file():
-            self.form = json.loads((self.folder / "codec.json").read_text())["form"]
+        if self.codec is None and (self.folder / "codec.json").is_file():  # build() has loaded it already
             self._load_codec()
         n_shards = self.num_shards(len(self.ids))
         self._files = [_Npy(self._path("tokens", i)) for i in range(n_shards)]
